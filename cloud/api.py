@@ -1,0 +1,178 @@
+"""The cloud's HTTP API, the SSE feed and the dashboard (contract §4)."""
+
+import asyncio
+import json
+import math
+from collections.abc import AsyncIterator
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from cloud import metrics
+from cloud.bus import Bus, StatusChange, SubscriberTooSlow
+from cloud.feeds import feed
+from cloud.storage import ReadingsQuery
+from cloud.storage.threads import StorageThreads
+from edgewire import contract
+from edgewire.sample import StoredSample
+
+MAX_LIMIT = 100_000
+SSE_PING_S = 15
+
+
+class BadRequest(Exception):
+    pass
+
+
+class _JSON(Response):
+    """JSON through msgspec: fast for long reading lists."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return msgspec.json.encode(content)
+
+
+def sample_json(event: StoredSample) -> dict[str, Any]:
+    s = event.sample
+    return {
+        "id": event.id,
+        "device": s.device_id,
+        "boot": s.boot,
+        "seq": s.seq,
+        "ts": s.ts,
+        "ts_from_edge": s.ts_from_edge,
+        "m": s.m,
+    }
+
+
+def create_app(storage: StorageThreads, bus: Bus, stopping: asyncio.Event) -> Starlette:
+    async def devices(request: Request) -> Response:
+        rows = await storage.devices()
+        return _JSON(rows)
+
+    async def readings(request: Request) -> Response:
+        try:
+            query = ReadingsQuery(
+                device=_device(request.query_params.get("device")),
+                metric=_metric(request.query_params.get("metric")),
+                since=_time(request.query_params.get("since"), "since"),
+                until=_time(request.query_params.get("until"), "until"),
+                limit=_limit(request.query_params.get("limit")),
+            )
+        except BadRequest as exc:
+            metrics.BAD_REQUESTS.labels("readings").inc()
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return _JSON(await storage.readings(query))
+
+    async def stream(request: Request) -> Response:
+        try:
+            device = _device(request.query_params.get("device"))
+            after = _event_id(request.headers.get("last-event-id"))
+        except BadRequest as exc:
+            metrics.BAD_REQUESTS.labels("stream").inc()
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        devices = None if device is None else frozenset([device])
+        return EventSourceResponse(_sse_events(devices, after), ping=SSE_PING_S, send_timeout=30)
+
+    async def _sse_events(
+        devices: frozenset[str] | None, after: int | None
+    ) -> AsyncIterator[ServerSentEvent]:
+        # Tell the browser how soon to reconnect after the stream ends.
+        yield ServerSentEvent(comment="edgewire live feed", retry=2000)
+        try:
+            async for event in feed(storage, bus, devices, after):
+                if isinstance(event, StoredSample):
+                    data = json.dumps(sample_json(event), separators=(",", ":"))
+                    yield ServerSentEvent(data=data, id=str(event.id), event="sample")
+                elif isinstance(event, StatusChange):
+                    data = msgspec.json.encode(event).decode()
+                    yield ServerSentEvent(data=data, event="status")
+        except SubscriberTooSlow:
+            yield ServerSentEvent(data="too slow; reconnect to resume", event="overflow")
+
+    async def healthz(request: Request) -> Response:
+        if stopping.is_set():
+            return JSONResponse({"status": "stopping"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def prometheus(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    static = resources.files("cloud") / "static"
+    return Starlette(
+        routes=[
+            Route("/api/devices", devices),
+            Route("/api/readings", readings),
+            Route("/api/stream", stream),
+            Route("/healthz", healthz),
+            Route("/metrics", prometheus),
+            Mount("/", StaticFiles(directory=str(static), html=True)),
+        ]
+    )
+
+
+def _device(value: str | None) -> str | None:
+    if value is not None and not contract.is_device_id(value):
+        raise BadRequest(f"device {value[:80]!r} is not a device id")
+    return value
+
+
+def _metric(value: str | None) -> str | None:
+    if value is not None and contract.METRIC_NAME_RE.match(value) is None:
+        raise BadRequest(f"metric {value[:80]!r} is not a metric name")
+    return value
+
+
+def _time(value: str | None, name: str) -> float | None:
+    """Unix seconds, or an ISO 8601 time with a zone."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise BadRequest(
+                f"{name} must be Unix seconds or ISO 8601, not {value[:40]!r}"
+            ) from None
+        if parsed.tzinfo is None:
+            raise BadRequest(f"{name} needs a time zone (e.g. Z or +00:00)") from None
+        return parsed.timestamp()
+    if not math.isfinite(seconds):
+        raise BadRequest(f"{name} must be finite")
+    return seconds
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return 1000
+    try:
+        limit = int(value)
+    except ValueError:
+        raise BadRequest(f"limit must be an integer, not {value[:40]!r}") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def _event_id(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        event_id = int(value)
+    except ValueError:
+        raise BadRequest(f"Last-Event-ID must be an event id, not {value[:40]!r}") from None
+    if event_id < 0:
+        raise BadRequest("Last-Event-ID must not be negative")
+    return event_id

@@ -1,0 +1,42 @@
+"""The bus between the cloud's ingest and its feeds.
+
+Rule: ingest publishes a sample only after storage committed it, with its
+storage id, so a feed can always fill a gap from storage. Every subscription
+has a bounded queue; a subscriber that falls behind is cut off (its iterator
+raises SubscriberTooSlow and a counter moves) rather than slowing ingest or
+anyone else. Implementations: `memory` (one process); AMQP comes later.
+"""
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol, TypeAlias
+
+import msgspec
+
+from edgewire.errors import EdgewireError
+from edgewire.sample import StoredSample
+
+
+class StatusChange(msgspec.Struct, frozen=True):
+    device_id: str
+    status: str
+    at: float
+
+
+Event: TypeAlias = StoredSample | StatusChange
+
+
+class SubscriberTooSlow(EdgewireError):
+    """The subscription's queue overflowed; reconnect and resume from storage."""
+
+
+class Subscription(Protocol):
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+
+class Bus(Protocol):
+    async def publish(self, events: Sequence[Event]) -> None: ...
+
+    def subscribe(self, max_queued: int) -> AbstractAsyncContextManager[Subscription]: ...
+
+    async def close(self) -> None: ...

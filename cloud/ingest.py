@@ -1,0 +1,136 @@
+"""The gRPC side of the cloud: the edges' Ingest streams and Subscribe.
+
+Rule: a batch is acknowledged only after storage committed it, and committed
+samples reach the bus in commit order (one commit-and-publish at a time), which
+is what lets the feeds resume without gaps or repeats.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+import msgspec
+
+from cloud import metrics
+from cloud.bus import Bus, StatusChange
+from cloud.feeds import feed
+from cloud.storage.threads import StorageThreads
+from edgewire import contract
+from edgewire.errors import StorageError
+from edgewire.logs import get_logger
+from edgewire.sample import Sample, StoredSample, contract_problem
+from edgewire.v1 import edgewire_pb2 as pb
+from edgewire.v1 import edgewire_pb2_grpc as pb_grpc
+from edgewire.wire import from_proto, to_proto
+
+log = get_logger("cloud.ingest")
+
+
+class Committer:
+    """Commit-then-publish, one batch at a time."""
+
+    def __init__(self, storage: StorageThreads, bus: Bus) -> None:
+        self._storage = storage
+        self._bus = bus
+        self._lock = asyncio.Lock()
+
+    async def commit(self, samples: list[Sample]) -> tuple[int, int]:
+        async with self._lock:
+            started = time.perf_counter()
+            result = await self._storage.insert(samples, time.time())
+            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+            await self._bus.publish(result.stored)
+        metrics.SAMPLES_STORED.inc(len(result.stored))
+        metrics.SAMPLES_DUPLICATE.inc(result.duplicates)
+        return len(result.stored), result.duplicates
+
+    async def status(self, change: StatusChange) -> None:
+        async with self._lock:
+            await self._storage.set_status(change.device_id, change.status, change.at)
+            await self._bus.publish([change])
+
+
+class TelemetryService(pb_grpc.TelemetryServicer):
+    def __init__(self, committer: Committer, storage: StorageThreads, bus: Bus) -> None:
+        self._committer = committer
+        self._storage = storage
+        self._bus = bus
+
+    async def Ingest(
+        self,
+        request_iterator: AsyncIterator[pb.EdgeMessage],
+        context: grpc.aio.ServicerContext[pb.EdgeMessage, pb.CloudMessage],
+    ) -> None:
+        edge_id = None
+        metrics.EDGE_STREAMS.inc()
+        try:
+            async for message in request_iterator:
+                kind = message.WhichOneof("kind")
+                if kind == "hello":
+                    edge_id = message.hello.edge_id
+                    log.info("edge connected", edge=edge_id, peer=context.peer())
+                elif edge_id is None:
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "send Hello first")
+                elif kind == "batch":
+                    await self._batch(edge_id, message.batch, context)
+                elif kind == "status":
+                    await self._status(edge_id, message.status)
+        finally:
+            metrics.EDGE_STREAMS.dec()
+            if edge_id is not None:
+                log.info("edge stream ended", edge=edge_id)
+
+    async def _batch(
+        self,
+        edge_id: str,
+        batch: pb.Batch,
+        context: grpc.aio.ServicerContext[pb.EdgeMessage, pb.CloudMessage],
+    ) -> None:
+        good: list[Sample] = []
+        refused = 0
+        for message in batch.samples:
+            sample = from_proto(message)
+            problem = contract_problem(sample)
+            if problem is None:
+                good.append(sample)
+            else:
+                refused += 1
+                log.warning("sample refused", edge=edge_id, problem=problem)
+        metrics.SAMPLES_REFUSED.inc(refused)
+        try:
+            stored, duplicates = await self._committer.commit(good)
+        except StorageError as exc:
+            # Not acknowledged: the edge keeps the batch and sends it again.
+            metrics.BATCH_ERRORS.inc()
+            log.error("batch not committed", edge=edge_id, error=str(exc))
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "storage unavailable, retry")
+        metrics.BATCHES.inc()
+        ack = pb.Ack(batch_id=batch.batch_id, stored=stored, duplicates=duplicates + refused)
+        await context.write(pb.CloudMessage(ack=ack))
+
+    async def _status(self, edge_id: str, status: pb.DeviceStatus) -> None:
+        if not contract.is_device_id(status.device_id) or status.status not in contract.STATUSES:
+            log.warning("status refused", edge=edge_id, device=status.device_id[:80])
+            return
+        await self._committer.status(StatusChange(status.device_id, status.status, status.at))
+
+    async def Subscribe(
+        self,
+        request: pb.SubscribeRequest,
+        context: grpc.aio.ServicerContext[pb.SubscribeRequest, pb.SampleEvent],
+    ) -> AsyncIterator[pb.SampleEvent]:
+        devices = frozenset(request.devices) or None
+        wanted = frozenset(request.metrics) or None
+        after = request.after_id if request.HasField("after_id") else None
+        async for event in feed(self._storage, self._bus, devices, after):
+            if not isinstance(event, StoredSample):
+                continue
+            sample = event.sample
+            if wanted is not None:
+                if not wanted.intersection(sample.m):
+                    continue
+                sample = msgspec.structs.replace(
+                    sample, m={k: v for k, v in sample.m.items() if k in wanted}
+                )
+            yield pb.SampleEvent(id=event.id, sample=to_proto(sample))

@@ -1,0 +1,28 @@
+"""Prometheus metrics of the cloud process (one registry per process)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SAMPLES_STORED = Counter("edgewire_cloud_samples_stored", "Samples newly committed to storage")
+SAMPLES_DUPLICATE = Counter(
+    "edgewire_cloud_samples_duplicate", "Samples received again and acknowledged without storing"
+)
+BATCHES = Counter("edgewire_cloud_batches", "Batches acknowledged to edges")
+BATCH_ERRORS = Counter(
+    "edgewire_cloud_batch_errors", "Batches that could not be committed (not acknowledged)"
+)
+COMMIT_SECONDS = Histogram(
+    "edgewire_cloud_commit_seconds",
+    "Time to commit one batch to storage",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+EDGE_STREAMS = Gauge("edgewire_cloud_edge_streams", "Edge Ingest streams connected")
+SUBSCRIBERS = Gauge("edgewire_cloud_subscribers", "Live-feed subscribers (SSE and gRPC)")
+SUBSCRIBERS_DROPPED = Counter(
+    "edgewire_cloud_subscribers_dropped", "Subscribers cut off because they fell behind"
+)
+BAD_REQUESTS = Counter(
+    "edgewire_cloud_bad_requests", "API requests refused as malformed", ["endpoint"]
+)
+SAMPLES_REFUSED = Counter(
+    "edgewire_cloud_samples_refused", "Samples from an edge that broke the contract (not stored)"
+)

@@ -1,0 +1,76 @@
+"""`edgewire cloud`: start-up, serving, and shutdown in order.
+
+Start-up opens storage and the bus, then the gRPC server (Ingest, Subscribe,
+health, reflection) and the HTTP server. Shutdown reverses it: health turns
+NOT_SERVING, the gRPC server stops taking streams and lets in-flight batches
+finish, the bus ends the live feeds, and storage closes last.
+"""
+
+import asyncio
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from cloud.api import create_app
+from cloud.bus import open_bus
+from cloud.config import CloudSettings
+from cloud.ingest import Committer, TelemetryService
+from cloud.storage import open_storage
+from cloud.storage.threads import StorageThreads
+from edgewire.errors import EdgewireError
+from edgewire.logs import get_logger
+from edgewire.urls import redact_url
+from edgewire.v1 import edgewire_pb2 as pb
+from edgewire.v1 import edgewire_pb2_grpc as pb_grpc
+from edgewire.web import HttpServer
+
+log = get_logger("cloud.server")
+
+# gRPC messages larger than this are refused by the server.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Telemetry"].full_name
+
+
+def grpc_server_options() -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        # Edges ping every few seconds to notice dead links; allow it.
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+        ("grpc.http2.max_ping_strikes", 0),
+    ]
+
+
+async def serve_cloud(settings: CloudSettings, stop: asyncio.Event) -> None:
+    storage = StorageThreads(open_storage(settings.db))
+    bus = open_bus(settings.bus)
+    stopping = asyncio.Event()
+    try:
+        server = grpc.aio.server(options=grpc_server_options())
+        committer = Committer(storage, bus)
+        service = TelemetryService(committer, storage, bus)
+        pb_grpc.add_TelemetryServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+        health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # public alias the stubs lack
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
+        address = f"{settings.host}:{settings.grpc_port}"
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise EdgewireError(f"cannot listen for gRPC on {address}: {exc}") from None
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        app = create_app(storage, bus, stopping)
+        async with HttpServer(app, settings.host, settings.http_port) as http:
+            log.info("cloud ready", grpc_port=port, http_port=http.port, db=redact_url(settings.db))
+            await stop.wait()
+            stopping.set()
+            await health_servicer.enter_graceful_shutdown()
+            await server.stop(grace=min(5.0, settings.shutdown_grace_s / 2))
+            await bus.close()
+    finally:
+        storage.close()

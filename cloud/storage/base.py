@@ -1,0 +1,68 @@
+"""Cloud storage: every sample once, queryable by device, metric and time.
+
+Rule: `insert` is idempotent on (device_id, boot, seq). It returns the samples
+that were new, with their storage ids (increasing in commit order, never
+reused: they are the event ids the live feeds resume from), and how many were
+already held. A batch is acknowledged to the edge only after `insert`
+returned, so the commit is the point of custody.
+
+Implementations: `memory` (tests, the reference model) and `sqlite`.
+Callers run writes on one thread and reads on another; implementations may
+rely on that.
+"""
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+from edgewire.sample import MetricValue, Sample, StoredSample
+
+
+class InsertResult(msgspec.Struct, frozen=True):
+    stored: list[StoredSample]
+    duplicates: int
+
+
+class DeviceRow(msgspec.Struct, frozen=True):
+    id: str
+    status: str
+    last_seen: float | None
+    metrics: list[str]
+    samples: int
+
+
+class Reading(msgspec.Struct, frozen=True):
+    device: str
+    boot: int
+    seq: int
+    ts: float
+    metric: str
+    value: MetricValue
+
+
+class ReadingsQuery(msgspec.Struct, frozen=True):
+    device: str | None = None
+    metric: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 1000
+
+
+class Storage(Protocol):
+    def insert(self, samples: Sequence[Sample], received_at: float) -> InsertResult: ...
+
+    def set_status(self, device_id: str, status: str, at: float) -> None:
+        """Record a board's status as of `at`; older news than held is ignored."""
+
+    def devices(self) -> list[DeviceRow]: ...
+
+    def readings(self, query: ReadingsQuery) -> list[Reading]:
+        """Matching readings, oldest first, at most `query.limit`."""
+
+    def samples_after(
+        self, after_id: int, devices: frozenset[str] | None, limit: int
+    ) -> list[StoredSample]:
+        """Stored samples with an id above `after_id`, in id order."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,71 @@
+"""In-memory storage: the reference model for the storage contract tests."""
+
+from collections.abc import Sequence
+
+from cloud.storage.base import DeviceRow, InsertResult, Reading, ReadingsQuery
+from edgewire.sample import Sample, SampleKey, StoredSample
+
+
+class MemoryStorage:
+    def __init__(self) -> None:
+        self._samples: list[StoredSample] = []
+        self._keys: set[SampleKey] = set()
+        self._status: dict[str, tuple[float, str]] = {}
+
+    def insert(self, samples: Sequence[Sample], received_at: float) -> InsertResult:
+        stored: list[StoredSample] = []
+        duplicates = 0
+        for sample in samples:
+            if sample.key in self._keys:
+                duplicates += 1
+                continue
+            self._keys.add(sample.key)
+            event = StoredSample(id=len(self._samples) + 1, sample=sample)
+            self._samples.append(event)
+            stored.append(event)
+        return InsertResult(stored=stored, duplicates=duplicates)
+
+    def set_status(self, device_id: str, status: str, at: float) -> None:
+        if at >= self._status.get(device_id, (float("-inf"), ""))[0]:
+            self._status[device_id] = (at, status)
+
+    def devices(self) -> list[DeviceRow]:
+        ids = sorted({e.sample.device_id for e in self._samples} | set(self._status))
+        rows = []
+        for device_id in ids:
+            mine = [e.sample for e in self._samples if e.sample.device_id == device_id]
+            rows.append(
+                DeviceRow(
+                    id=device_id,
+                    status=self._status.get(device_id, (0.0, "offline"))[1],
+                    last_seen=max((s.ts for s in mine), default=None),
+                    metrics=sorted({name for s in mine for name in s.m}),
+                    samples=len(mine),
+                )
+            )
+        return rows
+
+    def readings(self, query: ReadingsQuery) -> list[Reading]:
+        out = [
+            Reading(s.device_id, s.boot, s.seq, s.ts, metric, value)
+            for s in (e.sample for e in self._samples)
+            if (query.device is None or s.device_id == query.device)
+            and (query.since is None or s.ts >= query.since)
+            and (query.until is None or s.ts < query.until)
+            for metric, value in sorted(s.m.items())
+            if query.metric is None or metric == query.metric
+        ]
+        out.sort(key=lambda r: (r.ts, r.device, r.boot, r.seq, r.metric))
+        return out[: query.limit]
+
+    def samples_after(
+        self, after_id: int, devices: frozenset[str] | None, limit: int
+    ) -> list[StoredSample]:
+        return [
+            e
+            for e in self._samples
+            if e.id > after_id and (devices is None or e.sample.device_id in devices)
+        ][:limit]
+
+    def close(self) -> None:
+        self._samples.clear()

@@ -1,0 +1,204 @@
+"""SQLite storage, the embedded default: WAL mode, one writer, one reader.
+
+Samples keep their metrics as JSON for replay; `readings` holds one row per
+(sample, metric) with a (device, metric, ts) index for range queries. The
+AUTOINCREMENT id is the event id of the live feeds, so it is never reused even
+after old rows are deleted.
+"""
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from cloud.storage.base import DeviceRow, InsertResult, Reading, ReadingsQuery
+from edgewire.errors import StorageError
+from edgewire.sample import Metrics, Sample, StoredSample
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    ts_from_edge INTEGER NOT NULL,
+    received_at REAL NOT NULL,
+    m BLOB NOT NULL,
+    UNIQUE (device_id, boot, seq)
+);
+CREATE TABLE IF NOT EXISTS readings (
+    device_id TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    ts REAL NOT NULL,
+    boot INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    value REAL NOT NULL,
+    is_flag INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS readings_by_series ON readings (device_id, metric, ts);
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL DEFAULT 'offline',
+    status_at REAL,
+    last_seen REAL,
+    samples INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS device_metrics (
+    device_id TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    PRIMARY KEY (device_id, metric)
+) WITHOUT ROWID;
+"""
+
+_encode_metrics = msgspec.json.encode
+_decode_metrics = msgspec.json.Decoder(Metrics).decode
+
+
+class SqliteStorage:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = self._connect()
+            self._writer.executescript(_SCHEMA)
+            self._reader = self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(f"cannot open the cloud database at {path}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
+
+    def insert(self, samples: Sequence[Sample], received_at: float) -> InsertResult:
+        db = self._writer
+        stored: list[StoredSample] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for sample in samples:
+                row = db.execute(
+                    "INSERT INTO samples"
+                    " (device_id, boot, seq, ts, ts_from_edge, received_at, m)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                    (
+                        sample.device_id,
+                        sample.boot,
+                        sample.seq,
+                        sample.ts,
+                        sample.ts_from_edge,
+                        received_at,
+                        _encode_metrics(sample.m),
+                    ),
+                ).fetchone()
+                if row is not None:
+                    stored.append(StoredSample(id=row[0], sample=sample))
+            self._index(stored)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StorageError(f"cloud database write failed: {exc}") from exc
+        return InsertResult(stored=stored, duplicates=len(samples) - len(stored))
+
+    def _index(self, stored: list[StoredSample]) -> None:
+        """Readings and per-device summaries of the newly stored samples."""
+        db = self._writer
+        db.executemany(
+            "INSERT INTO readings (device_id, metric, ts, boot, seq, value, is_flag)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (s.device_id, name, s.ts, s.boot, s.seq, value, isinstance(value, bool))
+                for s in (e.sample for e in stored)
+                for name, value in s.m.items()
+            ],
+        )
+        per_device: dict[str, tuple[int, float]] = {}
+        names: set[tuple[str, str]] = set()
+        for event in stored:
+            s = event.sample
+            count, last = per_device.get(s.device_id, (0, s.ts))
+            per_device[s.device_id] = (count + 1, max(last, s.ts))
+            names.update((s.device_id, name) for name in s.m)
+        db.executemany(
+            "INSERT INTO devices (id, last_seen, samples) VALUES (?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET samples = samples + excluded.samples,"
+            " last_seen = max(coalesce(last_seen, 0), excluded.last_seen)",
+            [(device_id, last, count) for device_id, (count, last) in per_device.items()],
+        )
+        db.executemany(
+            "INSERT INTO device_metrics (device_id, metric) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            sorted(names),
+        )
+
+    def set_status(self, device_id: str, status: str, at: float) -> None:
+        try:
+            self._writer.execute(
+                "INSERT INTO devices (id, status, status_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+                " status_at = excluded.status_at"
+                " WHERE coalesce(devices.status_at, 0) <= excluded.status_at",
+                (device_id, status, at),
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cloud database write failed: {exc}") from exc
+
+    def devices(self) -> list[DeviceRow]:
+        db = self._reader
+        metrics: dict[str, list[str]] = {}
+        for device_id, metric in db.execute(
+            "SELECT device_id, metric FROM device_metrics ORDER BY device_id, metric"
+        ):
+            metrics.setdefault(device_id, []).append(metric)
+        return [
+            DeviceRow(
+                id=r[0], status=r[1], last_seen=r[2], metrics=metrics.get(r[0], []), samples=r[3]
+            )
+            for r in db.execute("SELECT id, status, last_seen, samples FROM devices ORDER BY id")
+        ]
+
+    def readings(self, query: ReadingsQuery) -> list[Reading]:
+        where: list[str] = []
+        params: list[object] = []
+        for clause, value in (
+            ("device_id = ?", query.device),
+            ("metric = ?", query.metric),
+            ("ts >= ?", query.since),
+            ("ts < ?", query.until),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        sql = "SELECT device_id, boot, seq, ts, metric, value, is_flag FROM readings"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ts, device_id, boot, seq, metric LIMIT ?"
+        params.append(query.limit)
+        return [
+            Reading(r[0], r[1], r[2], r[3], r[4], bool(r[5]) if r[6] else r[5])
+            for r in self._reader.execute(sql, params)
+        ]
+
+    def samples_after(
+        self, after_id: int, devices: frozenset[str] | None, limit: int
+    ) -> list[StoredSample]:
+        sql = "SELECT id, device_id, boot, seq, ts, ts_from_edge, m FROM samples WHERE id > ?"
+        params: list[object] = [after_id]
+        if devices is not None:
+            sql += f" AND device_id IN ({', '.join('?' * len(devices))})"
+            params.extend(sorted(devices))
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        return [
+            StoredSample(
+                id=r[0], sample=Sample(r[1], r[2], r[3], r[4], _decode_metrics(r[6]), bool(r[5]))
+            )
+            for r in self._reader.execute(sql, params)
+        ]
+
+    def close(self) -> None:
+        self._reader.close()
+        self._writer.close()

@@ -1,0 +1,48 @@
+"""Storage from the event loop: writes on one thread, reads on another.
+
+SQLite (and psycopg's sync API) block; running writes on a single dedicated
+thread keeps commits in order, and reads on their own thread keep dashboard
+queries from waiting behind a commit.
+"""
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from cloud.storage.base import DeviceRow, InsertResult, Reading, ReadingsQuery, Storage
+from edgewire.sample import Sample, StoredSample
+
+
+class StorageThreads:
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._writes = ThreadPoolExecutor(1, thread_name_prefix="storage-write")
+        self._reads = ThreadPoolExecutor(1, thread_name_prefix="storage-read")
+
+    async def insert(self, samples: Sequence[Sample], received_at: float) -> InsertResult:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writes, self._storage.insert, samples, received_at)
+
+    async def set_status(self, device_id: str, status: str, at: float) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writes, self._storage.set_status, device_id, status, at)
+
+    async def devices(self) -> list[DeviceRow]:
+        return await asyncio.get_running_loop().run_in_executor(self._reads, self._storage.devices)
+
+    async def readings(self, query: ReadingsQuery) -> list[Reading]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reads, self._storage.readings, query)
+
+    async def samples_after(
+        self, after_id: int, devices: frozenset[str] | None, limit: int
+    ) -> list[StoredSample]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._reads, self._storage.samples_after, after_id, devices, limit
+        )
+
+    def close(self) -> None:
+        self._reads.shutdown(wait=True)
+        self._writes.shutdown(wait=True)
+        self._storage.close()

@@ -1,0 +1,3 @@
+from edgewire.cli import main
+
+main()

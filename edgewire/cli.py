@@ -1,0 +1,98 @@
+"""The `edgewire` command: one table of commands, one way to fail.
+
+Every service command takes `--config FILE.toml` and one flag per setting of
+its settings model (generated from the model, so the flags, the TOML keys and
+the EDGEWIRE_* variables can never disagree). A bad flag or setting exits 2
+with one line naming it; a runtime failure exits 1.
+"""
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import pydantic
+
+from edgewire import __version__
+from edgewire.errors import ConfigError, EdgewireError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings_options(model: type[pydantic.BaseModel]) -> Callable[[F], F]:
+    """A `--flag` for every field of `model`, each defaulting to "not given"."""
+
+    def decorate(func: F) -> F:
+        for name, field in reversed(model.model_fields.items()):
+            default = field.get_default(call_default_factory=False)
+            shown = "the host name" if field.default_factory is not None else default
+            description = field.description or name.replace("_", " ")
+            func = click.option(
+                "--" + name.replace("_", "-"),
+                name,
+                default=None,
+                metavar=_metavar(field.annotation),
+                help=f"{description} [default: {shown}; env EDGEWIRE_{name.upper()}]",
+            )(func)
+        return click.option(
+            "--config",
+            "config_file",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="TOML file of settings (flags and EDGEWIRE_* variables override it)",
+        )(func)
+
+    return decorate
+
+
+def _metavar(annotation: object) -> str:
+    if annotation is int:
+        return "INT"
+    if annotation is float:
+        return "SECONDS"
+    if annotation is Path:
+        return "DIR"
+    return "TEXT"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="edgewire")
+def cli() -> None:
+    """edgewire: telemetry from sensor boards to the cloud and live dashboards,
+    without losing a reading when Wi-Fi, power or the uplink fail.
+
+    \b
+    Start here:   edgewire demo
+    On the Pi:    edgewire edge --config /etc/edgewire/edge.toml
+    In the cloud: edgewire cloud --config cloud.toml
+    """
+
+
+def _register() -> None:
+    # Imported here so `edgewire --help` stays fast and each command pulls in
+    # only its own dependencies.
+    from edgewire.commands import cloud_command, demo_command, edge_group, sim_command
+
+    cli.add_command(demo_command)
+    cli.add_command(edge_group)
+    cli.add_command(cloud_command)
+    cli.add_command(sim_command)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    _register()
+    try:
+        code = cli.main(args=argv, prog_name="edgewire", standalone_mode=False)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "edgewire"
+        click.echo(f"{where}: {exc.format_message()} (see {where} --help)", err=True)
+        sys.exit(2)
+    except click.Abort:
+        sys.exit(130)
+    except ConfigError as exc:
+        click.echo(f"edgewire: {exc}", err=True)
+        sys.exit(2)
+    except EdgewireError as exc:
+        click.echo(f"edgewire: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

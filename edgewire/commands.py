@@ -1,0 +1,144 @@
+"""The commands of the `edgewire` CLI (the table is in edgewire/cli.py)."""
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cloud.config import CloudSettings
+from edge.config import EdgeSettings
+from edgewire.cli import settings_options
+from edgewire.logs import setup_logging
+from edgewire.service import run_service
+from edgewire.settings import load_settings
+
+
+@click.group("edge", invoke_without_command=True)
+@settings_options(EdgeSettings)
+@click.pass_context
+def edge_group(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None:
+    """Run the edge agent: MQTT from the boards, a durable buffer, gRPC to the cloud.
+
+    Runs in the foreground until SIGTERM or Ctrl-C; systemd runs exactly this.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from edge.agent import serve_edge
+
+    settings = load_settings(EdgeSettings, config_file, flags)
+    setup_logging("edge", settings.log_level)
+    ctx.exit(
+        run_service("edge", functools.partial(serve_edge, settings), settings.shutdown_grace_s)
+    )
+
+
+@edge_group.command("dead-letters")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=EdgeSettings.model_fields["data_dir"].default,
+    show_default=True,
+    help="the edge's data directory",
+)
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object a line")
+def dead_letters_command(data_dir: Path, limit: int, as_json: bool) -> None:
+    """List the newest dead letters (rejected payloads) with their reasons."""
+    from edge.deadletters import print_dead_letters
+
+    print_dead_letters(data_dir, limit, as_json)
+
+
+@click.command("cloud")
+@settings_options(CloudSettings)
+@click.pass_context
+def cloud_command(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None:
+    """Run the cloud: gRPC ingest, storage, the HTTP API, live feeds and dashboard.
+
+    Runs in the foreground until SIGTERM or Ctrl-C.
+    """
+    from cloud.server import serve_cloud
+
+    settings = load_settings(CloudSettings, config_file, flags)
+    setup_logging("cloud", settings.log_level)
+    ctx.exit(
+        run_service("cloud", functools.partial(serve_cloud, settings), settings.shutdown_grace_s)
+    )
+
+
+@click.command("sim")
+@click.option(
+    "--broker", default="mqtt://127.0.0.1:1883", show_default=True, help="MQTT broker URL"
+)
+@click.option(
+    "--devices", type=click.IntRange(1, 10_000), default=3, show_default=True, help="boards"
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(0.001, 1000),
+    default=1.0,
+    show_default=True,
+    help="samples per second per board",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1),
+    default=None,
+    help="samples per board; then wait until the edge has stored them all, and exit",
+)
+@click.option(
+    "--timeout", type=click.FloatRange(0.1), default=None, help="exit after SECONDS anyway"
+)
+@click.option("--prefix", default="sim", show_default=True, help="device ids are PREFIX-<n>")
+@click.option(
+    "--runtime",
+    type=click.Choice(["cpython"]),
+    default="cpython",
+    show_default=True,
+    help="interpreter the boards run on",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="where each board keeps its files, boot counter included"
+    " [default: ~/.local/state/edgewire/sim]",
+)
+def sim_command(**options: Any) -> None:
+    """Run simulated boards executing the real device/ code against a broker.
+
+    Exit status: 0 when every board's samples were covered by the edge's
+    `stored` messages (with --count), 1 on timeout.
+    """
+    from edgewire.sim.runner import SimOptions, run_sim
+
+    setup_logging("sim", "info")
+    raise SystemExit(run_sim(SimOptions(**options)))
+
+
+@click.command("demo")
+@click.option("--devices", type=click.IntRange(1, 100), default=3, show_default=True, help="boards")
+@click.option(
+    "--rate",
+    type=click.FloatRange(0.01, 100),
+    default=1.0,
+    show_default=True,
+    help="samples per second per board",
+)
+@click.option(
+    "--http-port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="dashboard port (a free one if it is taken)",
+)
+def demo_command(devices: int, rate: float, http_port: int) -> None:
+    """Run the whole path on this machine: a private Mosquitto, simulated boards
+    running the real device code, the edge and the cloud, on free ports.
+
+    Prints the dashboard URL and runs until Ctrl-C, then stops everything.
+    """
+    from edgewire.demo import run_demo
+
+    raise SystemExit(run_demo(devices, rate, http_port))

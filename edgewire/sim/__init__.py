@@ -1,0 +1,1 @@
+"""Simulated boards: the real device/ code under CPython (see runner.py)."""

@@ -1,0 +1,1 @@
+from binascii import *  # noqa: F403

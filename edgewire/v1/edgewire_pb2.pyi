@@ -1,0 +1,103 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Metric(_message.Message):
+    __slots__ = ("name", "number", "flag")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    FLAG_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    number: float
+    flag: bool
+    def __init__(self, name: _Optional[str] = ..., number: _Optional[float] = ..., flag: _Optional[bool] = ...) -> None: ...
+
+class Sample(_message.Message):
+    __slots__ = ("device_id", "boot", "seq", "ts", "ts_from_edge", "metrics")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    BOOT_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TS_FIELD_NUMBER: _ClassVar[int]
+    TS_FROM_EDGE_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    boot: int
+    seq: int
+    ts: float
+    ts_from_edge: bool
+    metrics: _containers.RepeatedCompositeFieldContainer[Metric]
+    def __init__(self, device_id: _Optional[str] = ..., boot: _Optional[int] = ..., seq: _Optional[int] = ..., ts: _Optional[float] = ..., ts_from_edge: _Optional[bool] = ..., metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ...) -> None: ...
+
+class Hello(_message.Message):
+    __slots__ = ("edge_id", "software_version")
+    EDGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SOFTWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    edge_id: str
+    software_version: str
+    def __init__(self, edge_id: _Optional[str] = ..., software_version: _Optional[str] = ...) -> None: ...
+
+class Batch(_message.Message):
+    __slots__ = ("batch_id", "samples")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    batch_id: int
+    samples: _containers.RepeatedCompositeFieldContainer[Sample]
+    def __init__(self, batch_id: _Optional[int] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ...) -> None: ...
+
+class DeviceStatus(_message.Message):
+    __slots__ = ("device_id", "status", "at")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    status: str
+    at: float
+    def __init__(self, device_id: _Optional[str] = ..., status: _Optional[str] = ..., at: _Optional[float] = ...) -> None: ...
+
+class EdgeMessage(_message.Message):
+    __slots__ = ("hello", "batch", "status")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    hello: Hello
+    batch: Batch
+    status: DeviceStatus
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ..., status: _Optional[_Union[DeviceStatus, _Mapping]] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("batch_id", "stored", "duplicates")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    batch_id: int
+    stored: int
+    duplicates: int
+    def __init__(self, batch_id: _Optional[int] = ..., stored: _Optional[int] = ..., duplicates: _Optional[int] = ...) -> None: ...
+
+class CloudMessage(_message.Message):
+    __slots__ = ("ack",)
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    ack: Ack
+    def __init__(self, ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("devices", "metrics", "after_id")
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    metrics: _containers.RepeatedScalarFieldContainer[str]
+    after_id: int
+    def __init__(self, devices: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Iterable[str]] = ..., after_id: _Optional[int] = ...) -> None: ...
+
+class SampleEvent(_message.Message):
+    __slots__ = ("id", "sample")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    sample: Sample
+    def __init__(self, id: _Optional[int] = ..., sample: _Optional[_Union[Sample, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,67 @@
+"""An HTTP server (uvicorn) embedded in a service's own event loop.
+
+uvicorn normally owns the process's signals; here the service does, so the
+server's signal capture is switched off and it stops when told. The socket is
+bound by us so a busy port is a clear error instead of uvicorn's sys.exit.
+"""
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from edgewire.errors import EdgewireError
+
+
+class _EmbeddedServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket on host:port, or an error saying why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise EdgewireError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+class HttpServer:
+    """`async with HttpServer(app, host, port):` serves until the block ends."""
+
+    def __init__(self, app: ASGIApp, host: str, port: int, graceful_s: int = 2) -> None:
+        self._sock = bind_tcp(host, port)
+        self.port = self._sock.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=graceful_s,
+        )
+        self._server = _EmbeddedServer(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> "HttpServer":
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]), name="http")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise EdgewireError("HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+        self._sock.close()

@@ -1,0 +1,1 @@
+"""Building the board program and installing it on boards."""

@@ -1,0 +1,31 @@
+"""Fixtures: a private Mosquitto per test, real edgewire processes."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgewire.mosquitto import PrivateMosquitto
+from tests.helpers import Service, cloud_service, edge_service
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[PrivateMosquitto]:
+    broker = PrivateMosquitto(tmp_path / "mosquitto")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[Service]:
+    service = cloud_service(tmp_path).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def edge(tmp_path: Path, mosquitto: PrivateMosquitto, cloud: Service) -> Iterator[Service]:
+    service = edge_service(tmp_path, mosquitto.url, cloud.grpc_port).start()
+    yield service
+    service.stop()

@@ -1,0 +1,170 @@
+"""Test helpers: real edgewire processes, HTTP and SSE clients."""
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edgewire.procs import edgewire_argv, free_port, spawn, stop, wait_for_health
+
+
+def eventually(
+    check: Callable[[], Any],
+    timeout_s: float = 30.0,
+    interval_s: float = 0.2,
+    show: Callable[[], Any] | None = None,
+) -> Any:
+    """Call `check` until it returns something truthy; fail with its last
+    value, or with what `show()` says when given."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval_s)
+    seen = show() if show is not None else last
+    raise AssertionError(f"not true within {timeout_s} s; last seen: {seen!r}")
+
+
+@dataclass
+class Service:
+    """An `edgewire cloud` or `edgewire edge` running as a real subprocess."""
+
+    argv: list[str]
+    log_path: Path
+    http_port: int
+    grpc_port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Service":
+        self.process = spawn(self.argv, self.log_path)
+        wait_for_health(self.http_port, 30, self.process)
+        return self
+
+    def stop(self) -> int:
+        assert self.process is not None
+        return stop(self.process)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = httpx.get(self.url + path, params=params, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def get_metric(self, name: str) -> float | None:
+        """The value of an unlabelled metric from /metrics."""
+        text = httpx.get(self.url + "/metrics", timeout=10).text
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def cloud_service(workdir: Path, grpc_port: int | None = None) -> Service:
+    grpc_port = grpc_port or free_port()
+    http_port = free_port()
+    argv = edgewire_argv(
+        "cloud",
+        "--host", "127.0.0.1",
+        "--grpc-port", str(grpc_port),
+        "--http-port", str(http_port),
+        "--db", f"sqlite:///{workdir}/cloud.db",
+    )  # fmt: skip
+    return Service(argv, workdir / "cloud.log", http_port, grpc_port)
+
+
+def edge_service(
+    workdir: Path, mqtt_url: str, grpc_port: int, edge_id: str = "test-edge"
+) -> Service:
+    http_port = free_port()
+    argv = edgewire_argv(
+        "edge",
+        "--mqtt", mqtt_url,
+        "--cloud", f"grpc://127.0.0.1:{grpc_port}",
+        "--data-dir", str(workdir / "edge"),
+        "--http-host", "127.0.0.1",
+        "--http-port", str(http_port),
+        "--edge-id", edge_id,
+    )  # fmt: skip
+    return Service(argv, workdir / "edge.log", http_port)
+
+
+def run_edgewire(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        edgewire_argv(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+@dataclass
+class SseClient:
+    """Reads an SSE endpoint on a thread and keeps every event it saw."""
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    events: list[dict[str, str]] = field(default_factory=list)
+    connected: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> "SseClient":
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        assert self.connected.wait(10), "SSE stream did not open"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+    def _read(self) -> None:
+        with httpx.stream("GET", self.url, headers=self.headers, timeout=None) as response:
+            response.raise_for_status()
+            self.connected.set()
+            for event in _parse_sse(response.iter_lines()):
+                self.events.append(event)
+                if self._stop.is_set():
+                    return
+
+    def samples(self) -> list[dict[str, Any]]:
+        return [json.loads(e["data"]) for e in list(self.events) if e.get("event") == "sample"]
+
+
+def _parse_sse(lines: Iterator[str]) -> Iterator[dict[str, str]]:
+    event: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if "data" in event:
+                yield event
+            event = {}
+        elif line.startswith(":"):
+            continue
+        else:
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            event[name] = event[name] + "\n" + value if name in event and name == "data" else value

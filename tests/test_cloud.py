@@ -1,0 +1,222 @@
+"""The cloud as a real process, driven by a gRPC client speaking edgewire.v1
+(as an edge would) and by HTTP/SSE clients (as dashboards would)."""
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from edgewire.sample import Sample
+from edgewire.v1 import edgewire_pb2 as pb
+from edgewire.v1 import edgewire_pb2_grpc as pb_grpc
+from edgewire.wire import to_proto
+from tests.helpers import Service, SseClient, eventually
+
+TS = 1_800_000_000.0
+
+
+class FakeEdge:
+    """An Ingest stream driven step by step: send a message, await replies."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self._outbox: queue.Queue[pb.EdgeMessage | None] = queue.Queue()
+        self.replies: queue.Queue[pb.CloudMessage] = queue.Queue()
+        stub = pb_grpc.TelemetryStub(channel)  # type: ignore[no-untyped-call]
+        self._call = stub.Ingest(iter(self._outbox.get, None))
+        self.error: grpc.RpcError | None = None
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for reply in self._call:
+                self.replies.put(reply)
+        except grpc.RpcError as exc:
+            self.error = exc
+
+    def send(self, message: pb.EdgeMessage) -> None:
+        self._outbox.put(message)
+
+    def batch(self, batch_id: int, samples: list[Sample]) -> pb.Ack:
+        self.send(
+            pb.EdgeMessage(
+                batch=pb.Batch(batch_id=batch_id, samples=[to_proto(s) for s in samples])
+            )
+        )
+        reply = self.replies.get(timeout=10)
+        assert reply.WhichOneof("kind") == "ack"
+        return reply.ack
+
+    def close(self) -> None:
+        self._outbox.put(None)
+
+
+@pytest.fixture
+def channel(cloud: Service) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(f"127.0.0.1:{cloud.grpc_port}") as chan:
+        yield chan
+
+
+@pytest.fixture
+def edge_stream(channel: grpc.Channel) -> Iterator[FakeEdge]:
+    stream = FakeEdge(channel)
+    stream.send(pb.EdgeMessage(hello=pb.Hello(edge_id="fake-edge", software_version="test")))
+    yield stream
+    stream.close()
+
+
+def s(device: str, seq: int, **metrics: float | bool) -> Sample:
+    return Sample(device, 1, seq, TS + seq, metrics or {"t": float(seq)})
+
+
+def test_batches_are_acked_after_commit_and_resends_are_harmless(
+    cloud: Service, edge_stream: FakeEdge
+) -> None:
+    ack = edge_stream.batch(1, [s("a", 0), s("a", 1)])
+    assert (ack.batch_id, ack.stored, ack.duplicates) == (1, 2, 0)
+    assert len(cloud.get("/api/readings", device="a")) == 2, "stored before the ack"
+    again = edge_stream.batch(2, [s("a", 1), s("a", 2)])
+    assert (again.stored, again.duplicates) == (1, 1)
+    assert [r["seq"] for r in cloud.get("/api/readings", device="a")] == [0, 1, 2]
+
+
+def test_samples_breaking_the_contract_are_refused_but_the_batch_is_acked(
+    cloud: Service, edge_stream: FakeEdge
+) -> None:
+    bad = Sample("NOT valid", 1, 1, TS, {"t": 1.0})
+    nan = Sample("b", 1, 2, TS, {"t": float("nan")})
+    ack = edge_stream.batch(7, [bad, s("b", 1), nan])
+    assert (ack.stored, ack.duplicates) == (1, 2)
+    assert [r["seq"] for r in cloud.get("/api/readings", device="b")] == [1]
+
+
+def test_a_batch_before_hello_is_refused(channel: grpc.Channel) -> None:
+    stream = FakeEdge(channel)
+    stream.send(pb.EdgeMessage(batch=pb.Batch(batch_id=1)))
+    eventually(lambda: stream.error is not None)
+    assert stream.error is not None
+    assert stream.error.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_status_changes_reach_devices_and_the_live_feed(
+    cloud: Service, edge_stream: FakeEdge
+) -> None:
+    with SseClient(cloud.url + "/api/stream") as live:
+        edge_stream.send(
+            pb.EdgeMessage(status=pb.DeviceStatus(device_id="c", status="online", at=TS))
+        )
+        eventually(lambda: any(e.get("event") == "status" for e in live.events))
+    assert cloud.get("/api/devices") == [
+        {"id": "c", "status": "online", "last_seen": None, "metrics": [], "samples": 0}
+    ]
+
+
+def test_sse_resumes_after_last_event_id_without_gaps_or_repeats(
+    cloud: Service, edge_stream: FakeEdge
+) -> None:
+    edge_stream.batch(1, [s("a", i) for i in range(10)])
+    with SseClient(cloud.url + "/api/stream") as first:
+        edge_stream.batch(2, [s("a", i) for i in range(10, 13)])
+        eventually(lambda: len(first.samples()) == 3)
+    last_id = first.samples()[1]["id"]
+    with SseClient(cloud.url + "/api/stream", headers={"Last-Event-ID": str(last_id)}) as resumed:
+        edge_stream.batch(3, [s("a", 13), s("b", 0)])
+        eventually(lambda: len(resumed.samples()) >= 3)
+        with SseClient(
+            cloud.url + "/api/stream?device=b", headers={"Last-Event-ID": "0"}
+        ) as only_b:
+            eventually(lambda: len(only_b.samples()) >= 1)
+    assert [(x["device"], x["seq"]) for x in resumed.samples()] == [("a", 12), ("a", 13), ("b", 0)]
+    assert [x["device"] for x in only_b.samples()] == ["b"]
+
+
+def _collect(call: Any, into: "queue.Queue[pb.SampleEvent]") -> None:
+    try:
+        for event in call:
+            into.put(event)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.CANCELLED:
+            raise
+
+
+def subscribe(
+    channel: grpc.Channel, request: pb.SubscribeRequest
+) -> tuple[Any, "queue.Queue[pb.SampleEvent]"]:
+    stub = pb_grpc.TelemetryStub(channel)  # type: ignore[no-untyped-call]
+    call = stub.Subscribe(request)
+    events: queue.Queue[pb.SampleEvent] = queue.Queue()
+    threading.Thread(target=_collect, args=(call, events), daemon=True).start()
+    return call, events
+
+
+def test_grpc_subscribe_replays_then_goes_live(
+    cloud: Service, channel: grpc.Channel, edge_stream: FakeEdge
+) -> None:
+    edge_stream.batch(1, [s("a", 0, t=1.0, rh=2.0), s("b", 0)])
+    everything, replayed = subscribe(channel, pb.SubscribeRequest(after_id=0))
+    first = replayed.get(timeout=10)
+    assert (first.sample.device_id, first.sample.seq) == ("a", 0)
+    assert replayed.get(timeout=10).sample.device_id == "b"
+    live_call, live = subscribe(channel, pb.SubscribeRequest(devices=["a"], metrics=["rh"]))
+    filtered_after, resumed = subscribe(channel, pb.SubscribeRequest(after_id=first.id))
+    eventually(lambda: cloud.get_metric("edgewire_cloud_subscribers") == 3)
+    edge_stream.batch(2, [s("b", 1), s("a", 1, t=3.0, rh=4.0)])
+    event = live.get(timeout=10)
+    assert (event.sample.device_id, event.sample.seq) == ("a", 1), "device filter applied"
+    assert [m.name for m in event.sample.metrics] == ["rh"], "metric filter applied"
+    assert [resumed.get(timeout=10).sample.seq for _ in range(3)] == [0, 1, 1]
+    assert replayed.get(timeout=10).sample.seq == 1
+    for call in (everything, live_call, filtered_after):
+        call.cancel()
+
+
+def test_standard_health_and_reflection_services(channel: grpc.Channel) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    reply = health.Check(health_pb2.HealthCheckRequest(service="edgewire.v1.Telemetry"))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    answers = reflection.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
+    names = {svc.name for svc in next(answers).list_services_response.service}
+    assert {"edgewire.v1.Telemetry", "grpc.health.v1.Health"} <= names
+
+
+def test_bad_query_parameters_are_400_with_a_reason(cloud: Service) -> None:
+    for query, fragment in [
+        ("limit=abc", "limit"),
+        ("limit=0", "limit"),
+        ("since=yesterday", "since"),
+        ("until=2026-01-01T00:00:00", "time zone"),
+        ("device=BAD!", "device"),
+        ("metric=9x", "metric"),
+    ]:
+        response = httpx.get(f"{cloud.url}/api/readings?{query}", timeout=10)
+        assert response.status_code == 400, query
+        assert fragment in response.json()["error"]
+    ok = httpx.get(f"{cloud.url}/api/readings?since=2026-01-01T00:00:00Z", timeout=10)
+    assert ok.status_code == 200
+    bad_id = httpx.get(f"{cloud.url}/api/stream", headers={"Last-Event-ID": "x"}, timeout=10)
+    assert bad_id.status_code == 400
+
+
+def test_metrics_are_prometheus_text(cloud: Service, edge_stream: FakeEdge) -> None:
+    edge_stream.batch(1, [s("a", 0)])
+    text = httpx.get(cloud.url + "/metrics", timeout=10).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    stored = families["edgewire_cloud_samples_stored"]
+    assert [x.value for x in stored.samples if x.name.endswith("_total")] == [1.0]
+    assert "edgewire_cloud_edge_streams" in families
+
+
+def test_the_dashboard_page_is_served(cloud: Service) -> None:
+    page = httpx.get(cloud.url + "/", timeout=10)
+    assert page.status_code == 200
+    assert "edgewire" in page.text
+    assert httpx.get(cloud.url + "/app.js", timeout=10).status_code == 200
