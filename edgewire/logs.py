@@ -11,7 +11,6 @@ from typing import Any
 import structlog
 
 _SHARED: list[Any] = [
-    structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -22,14 +21,22 @@ def setup_logging(service: str, level: str = "info", json: bool | None = None) -
     """Configure structlog and stdlib logging for one process."""
     if json is None:
         json = not sys.stderr.isatty()
+
+    def add_service(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+        # A processor, not a context variable: paho and grpc log from their
+        # own threads, which a context variable would not reach.
+        event.setdefault("service", service)
+        return event
+
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    shared = [*_SHARED, add_service]
     structlog.configure(
         processors=[
-            *_SHARED,
+            *shared,
             structlog.processors.format_exc_info,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
@@ -40,14 +47,13 @@ def setup_logging(service: str, level: str = "info", json: bool | None = None) -
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=_SHARED,
+            foreign_pre_chain=shared,
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    structlog.contextvars.bind_contextvars(service=service)
     # uvicorn's access log is a line per request: noise for a feed server.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 

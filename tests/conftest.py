@@ -21,11 +21,11 @@ def mosquitto(tmp_path: Path) -> Iterator[PrivateMosquitto]:
 def cloud(tmp_path: Path) -> Iterator[Service]:
     service = cloud_service(tmp_path).start()
     yield service
-    service.stop()
+    assert service.stop() == 0, "SIGTERM stops the cloud cleanly"
 
 
 @pytest.fixture
 def edge(tmp_path: Path, mosquitto: PrivateMosquitto, cloud: Service) -> Iterator[Service]:
     service = edge_service(tmp_path, mosquitto.url, cloud.grpc_port).start()
     yield service
-    service.stop()
+    assert service.stop() == 0, "SIGTERM stops the edge cleanly"
