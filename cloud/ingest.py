@@ -106,7 +106,7 @@ class TelemetryService(pb_grpc.TelemetryServicer):
             log.error("batch not committed", edge=edge_id, error=str(exc))
             await context.abort(grpc.StatusCode.UNAVAILABLE, "storage unavailable, retry")
         metrics.BATCHES.inc()
-        ack = pb.Ack(batch_id=batch.batch_id, stored=stored, duplicates=duplicates + refused)
+        ack = pb.Ack(batch_id=batch.batch_id, stored=stored, duplicates=duplicates, refused=refused)
         await context.write(pb.CloudMessage(ack=ack))
 
     async def _status(self, edge_id: str, status: pb.DeviceStatus) -> None:

@@ -16,6 +16,9 @@ BACKOFF_MIN_MS = 1000
 BACKOFF_MAX_MS = 30000
 BATCH_MAX_SAMPLES = 20
 BATCH_MAX_BYTES = 2048
+# Batches sent per turn of the loop, so a long backlog after a reconnect is
+# interleaved with sampling instead of delaying it.
+BATCHES_PER_TURN = 4
 IDLE_MS = 50
 
 
@@ -53,10 +56,10 @@ class App:
                 next_sample = b.ticks_add(next_sample, self.interval_ms)
                 if b.ticks_diff(now, next_sample) > 0:
                     next_sample = b.ticks_add(now, self.interval_ms)  # fell behind: skip ahead
-            self.network_turn()
+            busy = self.network_turn()
             if self.sampling_done() and len(self.ring) == 0:
                 break
-            wait = b.ticks_diff(next_sample, b.ticks_ms())
+            wait = 1 if busy else b.ticks_diff(next_sample, b.ticks_ms())
             b.sleep_ms(max(1, min(wait, IDLE_MS)))
         if self.link is not None and self.link.connected:
             self.link.goodbye()
@@ -75,26 +78,29 @@ class App:
     # -- the network -------------------------------------------------------
 
     def network_turn(self):
+        """One short turn of network work; True if a backlog is still waiting."""
         link = self.link
         if link is None or not link.connected:
             if self.board.ticks_diff(self.board.ticks_ms(), self._next_try) >= 0:
                 self.connect()
-            return
+            return False
         try:
             link.poll()
             self.send_acks()
-            self.send_backlog()
+            busy = self.send_backlog()
             if (
                 self.board.ticks_diff(self.board.ticks_ms(), self._last_io)
                 > self._keepalive_ms // 2
             ):
                 link.ping()
                 self._last_io = self.board.ticks_ms()
+            return busy
         except Exception as e:  # noqa: BLE001
             # umqtt signals a dead or garbled link with OSError, IndexError
             # (a read that returned nothing) or AssertionError; all mean
             # "reconnect", and the ring still holds everything unstored.
             self.lost(e)
+            return False
 
     def connect(self):
         cfg = self.config
@@ -139,13 +145,15 @@ class App:
         self._backoff_ms = min(self._backoff_ms * 2, BACKOFF_MAX_MS)
 
     def send_backlog(self):
-        while True:
+        """Send up to BATCHES_PER_TURN messages; True if more are waiting."""
+        for _ in range(BATCHES_PER_TURN):
             samples = self.ring.unsent(BATCH_MAX_SAMPLES, BATCH_MAX_BYTES)
             if not samples:
-                return
+                return False
             self.link.publish(ew_sample.message(samples, self.ring.lo()))
             self.ring.mark_sent(len(samples))
             self._last_io = self.board.ticks_ms()
+        return True
 
     def send_acks(self):
         while self._acks:

@@ -92,7 +92,7 @@ def test_samples_breaking_the_contract_are_refused_but_the_batch_is_acked(
     bad = Sample("NOT valid", 1, 1, TS, {"t": 1.0})
     nan = Sample("b", 1, 2, TS, {"t": float("nan")})
     ack = edge_stream.batch(7, [bad, s("b", 1), nan])
-    assert (ack.stored, ack.duplicates) == (1, 2)
+    assert (ack.stored, ack.duplicates, ack.refused) == (1, 0, 2)
     assert [r["seq"] for r in cloud.get("/api/readings", device="b")] == [1]
 
 

@@ -69,14 +69,16 @@ class EdgeMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ..., status: _Optional[_Union[DeviceStatus, _Mapping]] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("batch_id", "stored", "duplicates")
+    __slots__ = ("batch_id", "stored", "duplicates", "refused")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     STORED_FIELD_NUMBER: _ClassVar[int]
     DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     batch_id: int
     stored: int
     duplicates: int
-    def __init__(self, batch_id: _Optional[int] = ..., stored: _Optional[int] = ..., duplicates: _Optional[int] = ...) -> None: ...
+    refused: int
+    def __init__(self, batch_id: _Optional[int] = ..., stored: _Optional[int] = ..., duplicates: _Optional[int] = ..., refused: _Optional[int] = ...) -> None: ...
 
 class CloudMessage(_message.Message):
     __slots__ = ("ack",)
