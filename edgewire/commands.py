@@ -27,10 +27,7 @@ def edge_group(ctx: click.Context, /, config_file: Path | None, **flags: Any) ->
     from edge.agent import serve_edge
 
     settings = load_settings(EdgeSettings, config_file, flags)
-    setup_logging("edge", settings.log_level)
-    ctx.exit(
-        run_service("edge", functools.partial(serve_edge, settings), settings.shutdown_grace_s)
-    )
+    ctx.exit(_serve("edge", settings.log_level, settings.shutdown_grace_s, serve_edge, settings))
 
 
 @edge_group.command("dead-letters")
@@ -61,10 +58,13 @@ def cloud_command(ctx: click.Context, /, config_file: Path | None, **flags: Any)
     from cloud.server import serve_cloud
 
     settings = load_settings(CloudSettings, config_file, flags)
-    setup_logging("cloud", settings.log_level)
-    ctx.exit(
-        run_service("cloud", functools.partial(serve_cloud, settings), settings.shutdown_grace_s)
-    )
+    ctx.exit(_serve("cloud", settings.log_level, settings.shutdown_grace_s, serve_cloud, settings))
+
+
+def _serve(name: str, log_level: str, grace_s: float, serve: Any, settings: Any) -> int:
+    """Run a service's `serve(settings, stop)` under the shared lifecycle."""
+    setup_logging(name, log_level)
+    return run_service(name, functools.partial(serve, settings), grace_s)
 
 
 @click.command("sim")
