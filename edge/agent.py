@@ -1,10 +1,11 @@
 """`edgewire edge`: start-up, the main loop, and shutdown in order.
 
-Start-up opens the buffer, starts the cloud stream and the HTTP port, then
-connects to the broker. Shutdown stops intake first and commits and acks what
-already arrived, then lets the cloud stream collect its last acknowledgements,
-and closes the buffer last: whatever was not acknowledged by then is still in
-the buffer (or still queued at the broker) for the next start.
+Start-up opens the buffer (moving a damaged one aside), starts the cloud
+stream and the HTTP port, then connects to the broker. Shutdown stops intake
+first and commits and acks what already arrived, then lets the cloud stream
+collect its last acknowledgements, and closes the buffer last: whatever was
+not acknowledged by then is still in the buffer (or still queued at the
+broker) for the next start.
 """
 
 import asyncio
@@ -13,13 +14,14 @@ import time
 from typing import Any
 
 from edge import metrics
-from edge.buffer import open_buffer
+from edge.buffer import Caps, open_buffer
 from edge.config import EdgeSettings
 from edge.http import create_app
 from edge.intake import MqttIntake
 from edge.pipeline import Pipeline
 from edge.stored import StoredTracker
 from edge.uplink import Uplink
+from edge.window import Limits, drain_eta_s
 from edgewire.logs import get_logger
 from edgewire.web import HttpServer
 
@@ -30,39 +32,58 @@ TICK_S = 0.5
 
 async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
-    buffer = open_buffer(settings.data_dir, settings.buffer_max_records, settings.dead_letter_max)
+    caps = Caps(settings.buffer_max_records, settings.buffer_max_bytes, settings.dead_letter_max)
+    buffer, quarantined = open_buffer(settings.data_dir, caps)
+    if quarantined is not None:
+        metrics.BUFFER_QUARANTINED.inc()
+        log.error(
+            "the buffer was damaged; moved aside, starting a fresh one", moved_to=str(quarantined)
+        )
     uplink: Uplink | None = None
 
-    def committed() -> None:
+    def committed(first_id: int, records: list[bytes]) -> None:
         if uplink is not None:
-            loop.call_soon_threadsafe(uplink.wake)
+            loop.call_soon_threadsafe(uplink.committed, first_id, records)
 
     def status(device_id: str, value: str, at: float) -> None:
         if uplink is not None:
             loop.call_soon_threadsafe(uplink.status_changed, device_id, value, at)
 
-    pipeline = Pipeline(buffer, StoredTracker(), on_committed=committed, on_status=status)
+    pipeline = Pipeline(
+        buffer,
+        settings.buffer_full_policy,
+        StoredTracker(),
+        on_committed=committed,
+        on_status=status,
+    )
+    limits = Limits(
+        max_batches=settings.window_batches,
+        max_samples=settings.batch_max_samples,
+        max_bytes=settings.batch_max_bytes,
+        linger_s=settings.batch_linger_ms / 1000,
+    )
     uplink = Uplink(
         settings.cloud_endpoint,
         settings.edge_id,
         pipeline,
-        settings.batch_max_samples,
-        settings.window_batches,
+        limits,
+        gzip=settings.cloud_compression == "gzip",
     )
     intake = MqttIntake(
         settings.mqtt_endpoint, f"edgewire-edge-{settings.edge_id}", pipeline.handle
     )
     pipeline.attach(intake)
+    report: dict[str, Any] = {}
 
     async def probe() -> tuple[bool, dict[str, Any]]:
-        stats = await pipeline.stats()
         detail = {
             "status": "stopping" if stop.is_set() else "ok",
             "mqtt": "connected" if intake.connected else "disconnected",
             "cloud": "connected" if uplink.connected else "disconnected",
-            "buffered": stats.records,
-            "dead_letters": stats.dead_letters,
+            **report,
         }
+        if quarantined is not None:
+            detail["buffer_moved_aside"] = str(quarantined)
         return not stop.is_set(), detail
 
     try:
@@ -76,7 +97,7 @@ async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
                 data_dir=str(settings.data_dir),
             )
             while not stop.is_set():
-                await _tick(pipeline)
+                report.update(await _tick(pipeline, uplink))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), TICK_S)
             # Ack what already arrived, then leave; what comes after the last
@@ -90,9 +111,26 @@ async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
         pipeline.close()
 
 
-async def _tick(pipeline: Pipeline) -> None:
+async def _tick(pipeline: Pipeline, uplink: Uplink) -> dict[str, Any]:
+    """Housekeeping every TICK_S: watermarks, gauges, the health report."""
     await pipeline.tick()
     stats = await pipeline.stats()
+    oldest = await pipeline.oldest_ts()
+    uplink.delivery_rate.add(0, time.monotonic())
+    rate = uplink.delivery_rate.per_second
+    eta = drain_eta_s(stats.records, rate)
+    age = 0.0 if oldest is None else max(0.0, time.time() - oldest)
     metrics.BUFFER_RECORDS.set(stats.records)
-    age = 0.0 if stats.oldest_ts is None else max(0.0, time.time() - stats.oldest_ts)
+    metrics.BUFFER_BYTES.set(stats.bytes)
     metrics.BUFFER_OLDEST_AGE.set(age)
+    metrics.BACKLOG_DRAIN_RATE.set(rate)
+    metrics.BACKLOG_DRAIN_ETA.set(-1 if eta is None else eta)
+    return {
+        "buffered": stats.records,
+        "buffered_bytes": stats.bytes,
+        "oldest_age_s": round(age, 3),
+        "delivery_rate": round(rate, 1),
+        "drain_eta_s": None if eta is None else round(eta, 1),
+        "dead_letters": stats.dead_letters,
+        "backpressure": pipeline.held,
+    }

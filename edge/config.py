@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from edge.pipeline import FullPolicy
 from edgewire import contract
 from edgewire.urls import Endpoint, parse_endpoint
 
@@ -25,14 +26,29 @@ class EdgeSettings(BaseModel):
     http_port: int = Field(9100, ge=0, le=65535, description="/healthz and /metrics")
     http_host: str = Field("0.0.0.0", description="address of the HTTP port")
     edge_id: str = Field(default_factory=_default_edge_id, description="this edge's name")
-    buffer_max_records: int = Field(
-        5_000_000, ge=1, description="buffered samples kept at most (oldest dropped, counted)"
+    buffer_max_records: int = Field(5_000_000, ge=1, description="buffered samples kept at most")
+    buffer_max_bytes: int = Field(
+        500_000_000, ge=1024, description="bytes of buffered samples kept at most"
+    )
+    buffer_full_policy: FullPolicy = Field(
+        FullPolicy.DROP_OLDEST,
+        description="when the buffer is full: drop_oldest (counted) or backpressure"
+        " (leave MQTT messages unacknowledged at the broker)",
     )
     dead_letter_max: int = Field(10_000, ge=1, description="dead letters kept at most")
     batch_max_samples: int = Field(
         500, ge=1, le=10_000, description="samples per batch to the cloud"
     )
+    batch_max_bytes: int = Field(
+        1_000_000, ge=1024, le=8_000_000, description="bytes per batch to the cloud"
+    )
+    batch_linger_ms: float = Field(
+        20.0, ge=0, le=10_000, description="how long a batch may wait to fill while others fly"
+    )
     window_batches: int = Field(8, ge=1, le=256, description="unacknowledged batches in flight")
+    cloud_compression: Literal["none", "gzip"] = Field(
+        "none", description="compression of the cloud stream"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace_s: float = Field(10.0, gt=0, description="seconds to stop cleanly")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import msgspec
 
-from edge.buffer import BUFFER_FILE, SqliteBuffer
+from edge.buffer import BUFFER_FILE, Caps, SqliteBuffer
 from edgewire.errors import EdgewireError
 
 PREVIEW_BYTES = 60
@@ -18,7 +18,7 @@ def print_dead_letters(data_dir: Path, limit: int, as_json: bool) -> None:
     if not path.exists():
         raise EdgewireError(f"no edge buffer in {data_dir} (is this the edge's --data-dir?)")
     # The caps only matter for writing; this connection only reads.
-    buffer = SqliteBuffer(path, max_records=1 << 62, max_dead_letters=1 << 62)
+    buffer = SqliteBuffer(path, Caps(1 << 62, 1 << 62, 1 << 62))
     try:
         letters = buffer.dead_letters(limit)
     finally:

@@ -29,3 +29,21 @@ UPLINK_RECONNECTS = Counter(
     "edgewire_edge_uplink_reconnects", "Cloud stream (re)connection attempts"
 )
 STORED_SENT = Counter("edgewire_edge_stored_sent", "`stored` watermarks published to boards")
+BACKPRESSURE = Gauge(
+    "edgewire_edge_backpressure", "1 while the buffer is full and MQTT messages are held"
+)
+BACKPRESSURE_EPISODES = Counter(
+    "edgewire_edge_backpressure_episodes", "Times the buffer filled under the backpressure policy"
+)
+BUFFER_BYTES = Gauge("edgewire_edge_buffer_bytes", "Bytes of samples waiting in the buffer")
+BUFFER_QUARANTINED = Counter(
+    "edgewire_edge_buffer_quarantined", "Damaged buffer files moved aside at start-up"
+)
+BACKLOG_DRAIN_RATE = Gauge(
+    "edgewire_edge_delivery_rate", "Samples per second the cloud acknowledges, smoothed"
+)
+BACKLOG_DRAIN_ETA = Gauge(
+    "edgewire_edge_backlog_drain_eta_seconds",
+    "Estimated seconds until the buffer is empty at the current delivery rate (-1: not draining)",
+)
+BATCHES_SENT = Counter("edgewire_edge_batches_sent", "Batches sent to the cloud", ["lane"])

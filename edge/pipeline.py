@@ -3,8 +3,12 @@
 Rule: a QoS 1 message is acknowledged to the broker only after everything it
 became (samples, dead letters) is committed to the buffer. Messages arriving
 while a commit runs wait and go in the next one, so one fsync covers many
-messages (group commit). Every buffer operation, including the uplink's reads
-and deletes, runs on one thread that owns the buffer.
+messages (group commit). When the buffer is full, the `drop_oldest` policy
+makes room by dropping its oldest samples (counted); `backpressure` commits
+only whole messages that fit and holds the rest unacknowledged, so the broker
+keeps them, until deliveries to the cloud free room. Every buffer operation,
+including the uplink's reads and deletes, runs on one thread that owns the
+buffer.
 """
 
 import asyncio
@@ -13,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol, TypeVar
 
 import msgspec
@@ -20,11 +25,11 @@ import msgspec
 from edge import metrics
 from edge.buffer import Buffer, BufferStats, DeadLetter, dead_letter
 from edge.stored import StoredTracker
-from edge.validate import Accepted, validate_status, validate_telemetry
+from edge.validate import validate_status, validate_telemetry
 from edgewire import contract
 from edgewire.errors import StorageError
 from edgewire.logs import get_logger
-from edgewire.sample import Sample
+from edgewire.wire import decode_sample, encode_sample
 
 log = get_logger("edge.pipeline")
 
@@ -33,40 +38,71 @@ COMMIT_RETRY_S = 1.0
 T = TypeVar("T")
 
 
+class FullPolicy(StrEnum):
+    DROP_OLDEST = "drop_oldest"
+    BACKPRESSURE = "backpressure"
+
+
 class Broker(Protocol):
     def ack(self, mid: int, qos: int) -> None: ...
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None: ...
 
 
-# (device_id, status, at) -> None; called on the MQTT thread.
+# (device_id, status, at); called on the MQTT thread.
 StatusHandler = Callable[[str, str, float], None]
+# (first_id, records); called on the buffer thread after each commit.
+CommitHandler = Callable[[int, list[bytes]], None]
 
 
 @dataclass
-class _Pending:
-    accepted: list[Accepted] = field(default_factory=list)
+class _Message:
+    """What one MQTT message became, waiting for its commit."""
+
+    mid: int
+    qos: int
+    records: list[bytes] = field(default_factory=list)
+    # (device_id, boot, seq, lo) of each record, for the `stored` watermark.
+    keys: list[tuple[str, int, int, int | None]] = field(default_factory=list)
     letters: list[DeadLetter] = field(default_factory=list)
-    acks: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(map(len, self.records))
+
+
+def admit(messages: Sequence[_Message], room_records: int, room_bytes: int) -> int:
+    """How many whole messages, from the front, fit in the room left."""
+    count = 0
+    for message in messages:
+        room_records -= len(message.records)
+        room_bytes -= message.size
+        if room_records < 0 or room_bytes < 0:
+            break
+        count += 1
+    return count
 
 
 class Pipeline:
     def __init__(
         self,
         buffer: Buffer,
+        policy: FullPolicy,
         tracker: StoredTracker,
-        on_committed: Callable[[], None],
+        on_committed: CommitHandler,
         on_status: StatusHandler,
     ) -> None:
         self._buffer = buffer
+        self._policy = policy
         self._tracker = tracker
         self._on_committed = on_committed
         self._on_status = on_status
         self._broker: Broker | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="buffer")
         self._lock = threading.Lock()
-        self._pending = _Pending()
+        self._pending: list[_Message] = []
         self._scheduled = False
+        self._held = False  # backpressure: messages wait for room
 
     def attach(self, broker: Broker) -> None:
         self._broker = broker
@@ -76,28 +112,28 @@ class Pipeline:
     def handle(self, device_id: str, kind: str, payload: bytes, mid: int, qos: int) -> None:
         now = time.time()
         metrics.MESSAGES.labels(kind).inc()
+        message = _Message(mid, qos)
         if kind == contract.TELEMETRY:
             outcome = validate_telemetry(device_id, payload, now)
-            accepted = outcome.accepted
-            letters = [
+            for accepted in outcome.accepted:
+                s = accepted.sample
+                message.records.append(encode_sample(s))
+                message.keys.append((s.device_id, s.boot, s.seq, accepted.lo))
+            message.letters = [
                 dead_letter(now, r.topic, r.reason, r.detail, r.payload) for r in outcome.rejected
             ]
         elif kind == contract.STATUS:
-            accepted = []
             status = validate_status(device_id, payload)
             if isinstance(status, str):
-                letters = []
                 self._on_status(device_id, status, now)
                 if status == "online":
-                    self._run(self._tracker.reannounce, device_id)
+                    self._thread.submit(self._tracker.reannounce, device_id)
             else:
-                letters = [dead_letter(now, status.topic, status.reason, status.detail, payload)]
-        else:
-            accepted, letters = [], []
+                message.letters = [
+                    dead_letter(now, status.topic, status.reason, status.detail, payload)
+                ]
         with self._lock:
-            self._pending.accepted.extend(accepted)
-            self._pending.letters.extend(letters)
-            self._pending.acks.append((mid, qos))
+            self._pending.append(message)
             if self._scheduled:
                 return
             self._scheduled = True
@@ -107,13 +143,26 @@ class Pipeline:
 
     def _commit(self) -> None:
         with self._lock:
-            work, self._pending = self._pending, _Pending()
+            work = self._pending
+            self._pending = []
             self._scheduled = False
-        samples = [a.sample for a in work.accepted]
+        if self._policy is FullPolicy.BACKPRESSURE:
+            fits = admit(work, *self._buffer.room())
+            if fits < len(work):
+                with self._lock:
+                    self._pending[:0] = work[fits:]
+                self._hold(True)
+                work = work[:fits]
+            else:
+                self._hold(False)
+        if not work:
+            return
+        records = [r for m in work for r in m.records]
+        letters = [d for m in work for d in m.letters]
         started = time.perf_counter()
         while True:
             try:
-                dropped = self._buffer.append(samples, work.letters)
+                appended = self._buffer.append(records, letters)
                 break
             except StorageError as exc:
                 # Nothing is acknowledged, so nothing is lost: the broker
@@ -124,21 +173,39 @@ class Pipeline:
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         broker = self._broker
         if broker is not None:
-            for mid, qos in work.acks:
-                broker.ack(mid, qos)
-        metrics.SAMPLES_BUFFERED.inc(len(samples))
-        if dropped:
-            metrics.SAMPLES_DROPPED.labels("buffer_full").inc(dropped)
-        for letter in work.letters:
+            for message in work:
+                if message.qos:
+                    broker.ack(message.mid, message.qos)
+        metrics.SAMPLES_BUFFERED.inc(len(records))
+        if appended.dropped:
+            metrics.SAMPLES_DROPPED.labels("buffer_full").inc(appended.dropped)
+        for letter in letters:
             metrics.DEAD_LETTERS.labels(letter.reason).inc()
             log.warning(
                 "dead letter", topic=letter.topic, reason=letter.reason, detail=letter.detail
             )
-        for a in work.accepted:
-            self._tracker.durable(a.sample.device_id, a.sample.boot, a.sample.seq, a.lo)
+        for message in work:
+            for device_id, boot, seq, lo in message.keys:
+                self._tracker.durable(device_id, boot, seq, lo)
         self._announce_marks()
-        if samples:
-            self._on_committed()
+        if records:
+            self._on_committed(appended.first_id, records)
+
+    def _hold(self, held: bool) -> None:
+        if held != self._held:
+            self._held = held
+            metrics.BACKPRESSURE.set(1 if held else 0)
+            if held:
+                metrics.BACKPRESSURE_EPISODES.inc()
+                log.warning("buffer full: holding MQTT messages unacknowledged")
+            else:
+                log.info("buffer has room again")
+
+    def _delete(self, ids: Sequence[int]) -> int:
+        deleted = self._buffer.delete(ids)
+        if self._held:
+            self._commit()
+        return deleted
 
     def _announce_marks(self) -> None:
         broker = self._broker
@@ -149,29 +216,37 @@ class Pipeline:
             broker.publish(contract.topic(device_id, contract.STORED), payload, qos=1)
             metrics.STORED_SENT.inc()
 
-    def _run(self, fn: Callable[..., object], *args: object) -> None:
-        self._thread.submit(fn, *args)
+    def _oldest_ts(self) -> float | None:
+        record = self._buffer.oldest()
+        return None if record is None else decode_sample(record).ts
 
     # -- event loop --------------------------------------------------------
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
-    async def read(self, after_id: int, limit: int) -> list[tuple[int, Sample]]:
-        return await self._call(self._buffer.read, after_id, limit)
+    async def read(self, after_id: int, below_id: int, limit: int) -> list[tuple[int, bytes]]:
+        return await self._call(self._buffer.read, after_id, below_id, limit)
 
-    async def delete(self, ids: Sequence[int]) -> None:
-        await self._call(self._buffer.delete, ids)
+    async def delete(self, ids: Sequence[int]) -> int:
+        return await self._call(self._delete, ids)
 
     async def stats(self) -> BufferStats:
         return await self._call(self._buffer.stats)
+
+    async def oldest_ts(self) -> float | None:
+        return await self._call(self._oldest_ts)
+
+    @property
+    def held(self) -> bool:
+        return self._held
 
     async def tick(self) -> None:
         """Publish watermarks held back by the per-device rate limit."""
         await self._call(self._announce_marks)
 
     async def flush(self) -> None:
-        """Wait until everything handed in so far is committed and acked."""
+        """Wait until everything handed in so far is committed (or held)."""
         await self._call(lambda: None)
 
     def close(self) -> None:

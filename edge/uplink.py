@@ -1,45 +1,47 @@
 """The edge's one long-lived gRPC stream to the cloud.
 
-Samples go up oldest first in batches, a window of them in flight; the cloud
-acknowledges each batch after committing it, and only then are its samples
-deleted here. When the stream breaks, everything unacknowledged is resent on
-the next one (see edge/window.py). Device status changes ride the same stream.
+The stream carries batches chosen by edge/window.py (backlog oldest first,
+live samples alongside), a window of them in flight; the cloud acknowledges
+each batch after committing it, and only then are its records deleted here.
+When the stream breaks, everything unacknowledged is sent again on the next
+one. Device status changes ride the same stream. Samples travel as the
+serialized bytes the buffer holds; only the framing is added here.
 """
 
 import asyncio
 import contextlib
 import random
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
 
 from edge import metrics
 from edge.pipeline import Pipeline
-from edge.window import InFlight, backoff_delay
+from edge.window import Lane, Limits, Outgoing, RateMeter, SendPlan, backoff_delay
 from edgewire import __version__
 from edgewire.logs import get_logger
 from edgewire.urls import Endpoint
 from edgewire.v1 import edgewire_pb2 as pb
-from edgewire.v1 import edgewire_pb2_grpc as pb_grpc
-from edgewire.wire import to_proto
+from edgewire.wire import batch_message
 
 log = get_logger("edge.uplink")
 
+INGEST_METHOD = "/edgewire.v1.Telemetry/Ingest"
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
 # Seconds to wait for the last acknowledgements when stopping.
 DRAIN_ON_STOP_S = 3.0
 CHANNEL_OPTIONS = [
-    # Notice a dead link in seconds, not minutes (see docs/architecture.md).
+    # Notice a dead link in seconds, not minutes: without keepalive a cut
+    # link goes unnoticed until the next write times out.
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
 ]
-
-
-_IngestCall = grpc.aio.StreamStreamCall[pb.EdgeMessage, pb.CloudMessage]
 
 
 class StreamClosed(Exception):
@@ -59,29 +61,37 @@ class Uplink:
         endpoint: Endpoint,
         edge_id: str,
         pipeline: Pipeline,
-        batch_max_samples: int,
-        window_batches: int,
+        limits: Limits,
+        gzip: bool = False,
     ) -> None:
         self._target = f"{endpoint.host}:{endpoint.port}"
         self._edge_id = edge_id
         self._pipeline = pipeline
-        self._batch_max = batch_max_samples
-        self._window = InFlight(window_batches)
-        # Set whenever the sender may have something to do: new samples, a
-        # status change, a window slot freed, or stop.
+        self._compression = grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression
+        self.plan = SendPlan(limits)
+        self.delivery_rate = RateMeter()
+        # Set whenever the sender may have something to do: new records, a
+        # status change, an acknowledgement, or stop.
         self._attention = asyncio.Event()
         self._statuses: dict[str, _Status] = {}
         self._acked_any = False
+        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.connected = False
 
+    # -- called on the event loop by the rest of the agent -------------------
+
     def wake(self) -> None:
-        """New samples are in the buffer, or stop was asked (event loop only)."""
+        self._attention.set()
+
+    def committed(self, first_id: int, records: list[bytes]) -> None:
+        self.plan.committed(first_id, records, time.monotonic())
         self._attention.set()
 
     def status_changed(self, device_id: str, status: str, at: float) -> None:
-        """A board's status changed (event loop only)."""
         self._statuses[device_id] = _Status(status, at)
         self._attention.set()
+
+    # -- the stream ----------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         attempt = 0
@@ -94,7 +104,6 @@ class Uplink:
                 log.warning("cloud stream down", cloud=self._target, error=_describe(exc))
             finally:
                 self._set_connected(False)
-                self._window.reset()
                 for state in self._statuses.values():
                     state.sent = False
             attempt = 0 if self._acked_any else attempt + 1
@@ -104,57 +113,80 @@ class Uplink:
 
     async def _session(self, stop: asyncio.Event) -> None:
         """One stream, until it fails or `stop` is set."""
-        async with grpc.aio.insecure_channel(self._target, options=CHANNEL_OPTIONS) as channel:
-            call = pb_grpc.TelemetryStub(channel).Ingest()  # type: ignore[no-untyped-call]
+        async with grpc.aio.insecure_channel(
+            self._target, options=CHANNEL_OPTIONS, compression=self._compression
+        ) as channel:
+            # Requests are bytes already (see edgewire/wire.py): no serializer.
+            ingest = channel.stream_stream(
+                INGEST_METHOD,
+                request_serializer=None,
+                response_deserializer=pb.CloudMessage.FromString,
+            )
+            self._outbox = asyncio.Queue()
             hello = pb.Hello(edge_id=self._edge_id, software_version=__version__)
-            await call.write(pb.EdgeMessage(hello=hello))
+            self._outbox.put_nowait(pb.EdgeMessage(hello=hello).SerializeToString())
+            call = ingest(self._requests())
             await call.wait_for_connection()
+            self.plan.restart((await self._pipeline.stats()).newest_id)
             self._set_connected(True)
             receiver = asyncio.create_task(self._receive(call), name="uplink-acks")
-            sender = asyncio.create_task(self._send(call, stop), name="uplink-send")
+            sender = asyncio.create_task(self._send(stop), name="uplink-send")
             done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
             if sender in done and sender.exception() is None:
                 # Stopping: give the last acknowledgements a moment to arrive.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._drained(receiver), DRAIN_ON_STOP_S)
+            self._outbox.put_nowait(None)
             for task in (sender, receiver):
                 task.cancel()
             for result in await asyncio.gather(sender, receiver, return_exceptions=True):
                 if isinstance(result, grpc.aio.AioRpcError | StreamClosed):
                     raise result
 
+    async def _requests(self) -> AsyncIterator[bytes]:
+        while (message := await self._outbox.get()) is not None:
+            yield message
+
     async def _drained(self, receiver: "asyncio.Task[None]") -> None:
-        while self._window.batches and not receiver.done():
+        while self.plan.inflight_batches and not receiver.done():
             self._attention.clear()
             await self._attention.wait()
 
-    async def _send(self, call: _IngestCall, stop: asyncio.Event) -> None:
+    async def _send(self, stop: asyncio.Event) -> None:
+        plan = self.plan
         while not stop.is_set():
             self._attention.clear()
             for device_id, state in self._statuses.items():
                 if not state.sent:
-                    message = pb.DeviceStatus(device_id=device_id, status=state.status, at=state.at)
-                    await call.write(pb.EdgeMessage(status=message))
+                    status = pb.DeviceStatus(device_id=device_id, status=state.status, at=state.at)
+                    self._outbox.put_nowait(pb.EdgeMessage(status=status).SerializeToString())
                     state.sent = True
-            if not self._window.full:
-                rows = await self._pipeline.read(self._window.resume_after, self._batch_max)
-                if rows:
-                    batch_id = self._window.sent([row_id for row_id, _ in rows])
-                    samples = [to_proto(sample) for _, sample in rows]
-                    await call.write(
-                        pb.EdgeMessage(batch=pb.Batch(batch_id=batch_id, samples=samples))
-                    )
-                    continue
-            await self._attention.wait()
+            now = time.monotonic()
+            lane = plan.next_lane(now)
+            batch: Outgoing | None = None
+            if lane is Lane.LIVE:
+                batch = plan.take_live()
+            elif lane is Lane.BACKLOG:
+                rows = await self._pipeline.read(*plan.backlog_range())
+                batch = plan.backlog_read(rows)
+            if batch is not None:
+                self._outbox.put_nowait(batch_message(batch.batch_id, batch.records))
+                metrics.BATCHES_SENT.labels(batch.lane.value).inc()
+                continue
+            if lane is Lane.BACKLOG:
+                continue  # the backlog turned out empty: choose again
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._attention.wait(), plan.wait_s(now))
 
-    async def _receive(self, call: _IngestCall) -> None:
+    async def _receive(self, call: "grpc.aio.StreamStreamCall[bytes, pb.CloudMessage]") -> None:
         async for message in call:
             if message.WhichOneof("kind") != "ack":
                 continue
-            ids = self._window.acked(message.ack.batch_id)
+            ids = self.plan.acked(message.ack.batch_id)
             if ids:
                 await self._pipeline.delete(ids)
                 metrics.SAMPLES_DELIVERED.inc(len(ids))
+                self.delivery_rate.add(len(ids), time.monotonic())
                 self._acked_any = True
             self._attention.set()
         raise StreamClosed("the cloud closed the stream")

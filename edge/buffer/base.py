@@ -1,19 +1,22 @@
 """The edge buffer: where a sample waits, durably, until the cloud has it.
 
-Rule: `append` returns only once its samples and dead letters would survive a
-power cut; only then may the MQTT message they came in be acknowledged. A
-sample leaves the buffer by `delete` after the cloud acknowledged it, or by
-the record cap (oldest first, and the caller counts what `append` reports as
-dropped). Implementations: `memory` (tests, and the model the SQLite one is
-held to) and `sqlite`.
+Rule: `append` returns only once its records and dead letters would survive a
+power cut; only then may the MQTT messages they came in be acknowledged. A
+record leaves the buffer by `delete` after the cloud acknowledged it, or, when
+`append` finds the buffer over its caps, by being dropped oldest first (the
+caller counts what `append` reports as dropped; a caller that must not drop
+asks `room()` first and appends only what fits).
+
+A record is a serialized `edgewire.v1.Sample`. Its id grows with every
+append and is never reused while the buffer is open, so "after the last id
+sent" is a sound resume point. Implementations: `memory` (tests, and the
+model the SQLite one is held to) and `sqlite`.
 """
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import msgspec
-
-from edgewire.sample import Sample
 
 # Bytes of a rejected payload kept in the dead-letter store; the rest is cut
 # (its full size is recorded), so a flood of huge junk cannot fill the disk.
@@ -34,25 +37,39 @@ class StoredDeadLetter(msgspec.Struct, frozen=True):
     letter: DeadLetter
 
 
+class Appended(NamedTuple):
+    first_id: int  # the records got first_id, first_id + 1, ...
+    dropped: int  # old records removed to stay within the caps
+
+
 class BufferStats(msgspec.Struct, frozen=True):
     records: int
-    oldest_ts: float | None
+    bytes: int
+    newest_id: int  # 0 before the first append
     dead_letters: int
 
 
+class Caps(NamedTuple):
+    max_records: int
+    max_bytes: int
+    max_dead_letters: int
+
+
 class Buffer(Protocol):
-    def append(self, samples: Sequence[Sample], dead_letters: Sequence[DeadLetter]) -> int:
-        """Store durably; returns how many old samples the record cap dropped."""
+    def append(self, records: Sequence[bytes], dead_letters: Sequence[DeadLetter]) -> Appended:
+        """Store durably, then drop the oldest records beyond the caps."""
 
-    def read(self, after_id: int, limit: int) -> list[tuple[int, Sample]]:
-        """Up to `limit` samples with an id above `after_id`, oldest first.
+    def room(self) -> tuple[int, int]:
+        """(records, bytes) that still fit under the caps."""
 
-        Ids increase with every append and are never reused, so "after the
-        last id sent" is a sound resume point.
-        """
+    def read(self, after_id: int, below_id: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to `limit` records with after_id < id < below_id, oldest first."""
 
-    def delete(self, ids: Sequence[int]) -> None:
-        """Forget acknowledged samples; unknown ids are ignored."""
+    def oldest(self) -> bytes | None:
+        """The oldest record, or None when empty."""
+
+    def delete(self, ids: Sequence[int]) -> int:
+        """Forget acknowledged records; returns how many were still here."""
 
     def stats(self) -> BufferStats: ...
 

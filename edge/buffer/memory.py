@@ -3,52 +3,70 @@
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from edge.buffer.base import BufferStats, DeadLetter, StoredDeadLetter
-from edgewire.sample import Sample
+from edge.buffer.base import Appended, BufferStats, Caps, DeadLetter, StoredDeadLetter
 
 
 class MemoryBuffer:
-    def __init__(self, max_records: int, max_dead_letters: int) -> None:
-        self._max_records = max_records
-        self._max_dead_letters = max_dead_letters
-        self._samples: OrderedDict[int, Sample] = OrderedDict()
+    def __init__(self, caps: Caps) -> None:
+        self._caps = caps
+        self._records: OrderedDict[int, bytes] = OrderedDict()
+        self._bytes = 0
         self._letters: OrderedDict[int, DeadLetter] = OrderedDict()
         self._next_id = 1
         self._next_letter_id = 1
 
-    def append(self, samples: Sequence[Sample], dead_letters: Sequence[DeadLetter]) -> int:
-        for sample in samples:
-            self._samples[self._next_id] = sample
+    def append(self, records: Sequence[bytes], dead_letters: Sequence[DeadLetter]) -> Appended:
+        first_id = self._next_id
+        for record in records:
+            self._records[self._next_id] = record
+            self._bytes += len(record)
             self._next_id += 1
         for letter in dead_letters:
             self._letters[self._next_letter_id] = letter
             self._next_letter_id += 1
-        while len(self._letters) > self._max_dead_letters:
+        while len(self._letters) > self._caps.max_dead_letters:
             self._letters.popitem(last=False)
         dropped = 0
-        while len(self._samples) > self._max_records:
-            self._samples.popitem(last=False)
+        while self._records and (
+            len(self._records) > self._caps.max_records or self._bytes > self._caps.max_bytes
+        ):
+            _, record = self._records.popitem(last=False)
+            self._bytes -= len(record)
             dropped += 1
-        return dropped
+        return Appended(first_id, dropped)
 
-    def read(self, after_id: int, limit: int) -> list[tuple[int, Sample]]:
-        out: list[tuple[int, Sample]] = []
-        for record_id, sample in self._samples.items():
+    def room(self) -> tuple[int, int]:
+        return (
+            max(0, self._caps.max_records - len(self._records)),
+            max(0, self._caps.max_bytes - self._bytes),
+        )
+
+    def read(self, after_id: int, below_id: int, limit: int) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        for record_id, record in self._records.items():
+            if record_id >= below_id or len(out) == limit:
+                break
             if record_id > after_id:
-                out.append((record_id, sample))
-                if len(out) == limit:
-                    break
+                out.append((record_id, record))
         return out
 
-    def delete(self, ids: Sequence[int]) -> None:
+    def oldest(self) -> bytes | None:
+        return next(iter(self._records.values()), None)
+
+    def delete(self, ids: Sequence[int]) -> int:
+        deleted = 0
         for record_id in ids:
-            self._samples.pop(record_id, None)
+            record = self._records.pop(record_id, None)
+            if record is not None:
+                self._bytes -= len(record)
+                deleted += 1
+        return deleted
 
     def stats(self) -> BufferStats:
-        oldest = next(iter(self._samples.values()), None)
         return BufferStats(
-            records=len(self._samples),
-            oldest_ts=None if oldest is None else oldest.ts,
+            records=len(self._records),
+            bytes=self._bytes,
+            newest_id=self._next_id - 1,
             dead_letters=len(self._letters),
         )
 
@@ -57,4 +75,4 @@ class MemoryBuffer:
         return [StoredDeadLetter(id=i, letter=letter) for i, letter in items]
 
     def close(self) -> None:
-        self._samples.clear()
+        self._records.clear()

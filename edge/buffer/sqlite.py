@@ -1,31 +1,28 @@
 """The durable edge buffer: SQLite in WAL mode with synchronous=FULL.
 
-Durability comes from the commit of each `append` (fsync of the WAL), and
-speed from the caller grouping many MQTT messages into one `append`. Every
-method runs on the one thread that owns the connection.
+Durability comes from the commit of each `append` (an fsync of the WAL), and
+speed from the caller grouping many MQTT messages into one `append`. A record
+is stored as the bytes of its serialized sample under an integer key, which
+is about all the disk a sample needs. Every method runs on the one thread
+that owns the connection.
+
+Opening reads every record once (to count records and bytes), which is also
+where SQLite notices a damaged file: a buffer it reports corrupt or not a
+database is moved aside, never deleted, and a fresh one takes over.
 """
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import msgspec
-
-from edge.buffer.base import BufferStats, DeadLetter, StoredDeadLetter
+from edge.buffer.base import Appended, BufferStats, Caps, DeadLetter, StoredDeadLetter
 from edgewire.errors import StorageError
-from edgewire.sample import Metrics, Sample
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
-    -- AUTOINCREMENT: an id is never reused, even after the table emptied,
-    -- because the uplink resumes "after the last id it sent".
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    device_id TEXT NOT NULL,
-    boot INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    ts REAL NOT NULL,
-    ts_from_edge INTEGER NOT NULL,
-    m BLOB NOT NULL
+    id INTEGER PRIMARY KEY,
+    s BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
@@ -37,41 +34,49 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     payload BLOB NOT NULL
 );
 """
+_CORRUPTION = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
-_encode_metrics = msgspec.json.encode
-_decode_metrics = msgspec.json.Decoder(Metrics).decode
+
+class CorruptBuffer(StorageError):
+    """SQLite says the buffer file is damaged."""
 
 
 class SqliteBuffer:
-    def __init__(self, path: Path, max_records: int, max_dead_letters: int) -> None:
-        self._max_records = max_records
-        self._max_dead_letters = max_dead_letters
+    def __init__(self, path: Path, caps: Caps) -> None:
+        self._caps = caps
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(f"cannot open the edge buffer at {path}: {exc}") from exc
+        try:
+            # Another process (`edgewire edge dead-letters`) may read meanwhile.
+            self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-            self._records = self._count("samples")
-            self._letters = self._count("dead_letters")
-        except (sqlite3.Error, OSError) as exc:
+            records, size, newest = self._db.execute(
+                "SELECT count(*), coalesce(sum(length(s)), 0), coalesce(max(id), 0) FROM samples"
+            ).fetchone()
+            (letters,) = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()
+        except sqlite3.Error as exc:
+            self._db.close()
+            if getattr(exc, "sqlite_errorname", "") in _CORRUPTION:
+                raise CorruptBuffer(f"the edge buffer at {path} is damaged: {exc}") from exc
             raise StorageError(f"cannot open the edge buffer at {path}: {exc}") from exc
+        self._records: int = records
+        self._bytes: int = size
+        self._next_id: int = newest + 1
+        self._letters: int = letters
 
-    def _count(self, table: str) -> int:
-        row = self._db.execute(f"SELECT count(*) FROM {table}").fetchone()
-        return int(row[0])
-
-    def append(self, samples: Sequence[Sample], dead_letters: Sequence[DeadLetter]) -> int:
+    def append(self, records: Sequence[bytes], dead_letters: Sequence[DeadLetter]) -> Appended:
         db = self._db
+        first_id = self._next_id
         try:
             db.execute("BEGIN")
             db.executemany(
-                "INSERT INTO samples (device_id, boot, seq, ts, ts_from_edge, m)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (s.device_id, s.boot, s.seq, s.ts, s.ts_from_edge, _encode_metrics(s.m))
-                    for s in samples
-                ],
+                "INSERT INTO samples (id, s) VALUES (?, ?)",
+                zip(range(first_id, first_id + len(records)), records, strict=True),
             )
             if dead_letters:
                 db.executemany(
@@ -79,63 +84,83 @@ class SqliteBuffer:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     [(d.at, d.topic, d.reason, d.detail, d.size, d.payload) for d in dead_letters],
                 )
-            self._records += len(samples)
-            self._letters += len(dead_letters)
-            dropped = self._trim_samples()
-            self._trim_letters()
+            records_after = self._records + len(records)
+            bytes_after = self._bytes + sum(map(len, records))
+            dropped, dropped_bytes = self._trim(records_after, bytes_after)
+            letters_after = self._letters + len(dead_letters) - self._trim_letters(dead_letters)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            self._records = self._count("samples")
-            self._letters = self._count("dead_letters")
             raise StorageError(f"edge buffer write failed: {exc}") from exc
-        return dropped
+        self._next_id += len(records)
+        self._records = records_after - dropped
+        self._bytes = bytes_after - dropped_bytes
+        self._letters = letters_after
+        return Appended(first_id, dropped)
 
-    def _trim_samples(self) -> int:
-        excess = self._records - self._max_records
+    def _trim(self, records: int, size: int) -> tuple[int, int]:
+        """Delete the oldest records beyond the caps: (count, bytes) removed."""
+        excess_records = records - self._caps.max_records
+        excess_bytes = size - self._caps.max_bytes
+        if excess_records <= 0 and excess_bytes <= 0:
+            return 0, 0
+        count = freed = 0
+        last_id = None
+        for record_id, length in self._db.execute("SELECT id, length(s) FROM samples ORDER BY id"):
+            if count >= excess_records and freed >= excess_bytes:
+                break
+            count += 1
+            freed += length
+            last_id = record_id
+        if last_id is not None:
+            self._db.execute("DELETE FROM samples WHERE id <= ?", (last_id,))
+        return count, freed
+
+    def _trim_letters(self, added: Sequence[DeadLetter]) -> int:
+        excess = self._letters + len(added) - self._caps.max_dead_letters
         if excess <= 0:
             return 0
         cursor = self._db.execute(
-            "DELETE FROM samples WHERE id IN (SELECT id FROM samples ORDER BY id LIMIT ?)",
+            "DELETE FROM dead_letters WHERE id IN"
+            " (SELECT id FROM dead_letters ORDER BY id LIMIT ?)",
             (excess,),
         )
-        self._records -= cursor.rowcount
         return cursor.rowcount
 
-    def _trim_letters(self) -> None:
-        excess = self._letters - self._max_dead_letters
-        if excess > 0:
-            cursor = self._db.execute(
-                "DELETE FROM dead_letters WHERE id IN"
-                " (SELECT id FROM dead_letters ORDER BY id LIMIT ?)",
-                (excess,),
-            )
-            self._letters -= cursor.rowcount
+    def room(self) -> tuple[int, int]:
+        return (
+            max(0, self._caps.max_records - self._records),
+            max(0, self._caps.max_bytes - self._bytes),
+        )
 
-    def read(self, after_id: int, limit: int) -> list[tuple[int, Sample]]:
-        rows = self._db.execute(
-            "SELECT id, device_id, boot, seq, ts, ts_from_edge, m FROM samples"
-            " WHERE id > ? ORDER BY id LIMIT ?",
-            (after_id, limit),
+    def read(self, after_id: int, below_id: int, limit: int) -> list[tuple[int, bytes]]:
+        return self._db.execute(
+            "SELECT id, s FROM samples WHERE id > ? AND id < ? ORDER BY id LIMIT ?",
+            (after_id, below_id, limit),
         ).fetchall()
-        return [
-            (row[0], Sample(row[1], row[2], row[3], row[4], _decode_metrics(row[6]), bool(row[5])))
-            for row in rows
-        ]
 
-    def delete(self, ids: Sequence[int]) -> None:
+    def oldest(self) -> bytes | None:
+        row = self._db.execute("SELECT s FROM samples ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else bytes(row[0])
+
+    def delete(self, ids: Sequence[int]) -> int:
         try:
-            cursor = self._db.executemany("DELETE FROM samples WHERE id = ?", [(i,) for i in ids])
+            rows = self._db.execute(
+                f"DELETE FROM samples WHERE id IN ({','.join('?' * len(ids))}) RETURNING length(s)",
+                ids,
+            ).fetchall()
         except sqlite3.Error as exc:
             raise StorageError(f"edge buffer delete failed: {exc}") from exc
-        self._records -= cursor.rowcount
+        self._records -= len(rows)
+        self._bytes -= sum(length for (length,) in rows)
+        return len(rows)
 
     def stats(self) -> BufferStats:
-        row = self._db.execute("SELECT ts FROM samples ORDER BY id LIMIT 1").fetchone()
         return BufferStats(
             records=self._records,
-            oldest_ts=None if row is None else float(row[0]),
+            bytes=self._bytes,
+            newest_id=self._next_id - 1,
             dead_letters=self._letters,
         )
 
@@ -152,3 +177,14 @@ class SqliteBuffer:
 
     def close(self) -> None:
         self._db.close()
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged buffer (and its WAL files) out of the way; the new name."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.rename(aside.with_name(aside.name + suffix))
+    return aside
