@@ -12,6 +12,9 @@ import ew_sample
 import ew_sensors
 from ew_ring import Ring
 
+# Sent samples that `stored` has not covered after this long go out again: the
+# broker may have lost them (a crash, or no subscriber yet after a restart).
+RESEND_AFTER_MS = 5000
 BACKOFF_MIN_MS = 1000
 BACKOFF_MAX_MS = 30000
 BATCH_MAX_SAMPLES = 20
@@ -43,6 +46,9 @@ class App:
         self._next_try = board.ticks_ms()
         self._keepalive_ms = config.get("keepalive_s", 30) * 1000
         self._last_io = board.ticks_ms()
+        self._resend_ms = int(config.get("resend_s", RESEND_AFTER_MS / 1000) * 1000)
+        self._waiting_since = board.ticks_ms()  # since when sent samples await `stored`
+        self.resends = 0
 
     # -- the loop ----------------------------------------------------------
 
@@ -87,6 +93,7 @@ class App:
         try:
             link.poll()
             self.send_acks()
+            self.check_overdue()
             busy = self.send_backlog()
             if (
                 self.board.ticks_diff(self.board.ticks_ms(), self._last_io)
@@ -129,6 +136,7 @@ class App:
             self.lost(e)
             return
         self.ring.rewind()
+        self._waiting_since = self.board.ticks_ms()
         self._backoff_ms = BACKOFF_MIN_MS
         self._last_io = self.board.ticks_ms()
 
@@ -143,6 +151,15 @@ class App:
         jitter = self.board.ticks_ms() % (self._backoff_ms // 2 + 1)
         self._next_try = self.board.ticks_add(self.board.ticks_ms(), self._backoff_ms // 2 + jitter)
         self._backoff_ms = min(self._backoff_ms * 2, BACKOFF_MAX_MS)
+
+    def check_overdue(self):
+        now = self.board.ticks_ms()
+        if not self.ring.in_flight():
+            self._waiting_since = now
+        elif self.board.ticks_diff(now, self._waiting_since) > self._resend_ms:
+            self.ring.rewind()
+            self._waiting_since = now
+            self.resends += 1
 
     def send_backlog(self):
         """Send up to BATCHES_PER_TURN messages; True if more are waiting."""
@@ -169,7 +186,10 @@ class App:
             try:
                 mark = json.loads(msg)
                 if mark["boot"] == self.boot:
+                    held = len(self.ring)
                     self.ring.cover(mark["seq"])
+                    if len(self.ring) < held:
+                        self._waiting_since = self.board.ticks_ms()
             except (ValueError, KeyError, TypeError) as e:
                 print("edgewire: bad stored message:", e)
         elif topic.endswith(b"/cmd"):

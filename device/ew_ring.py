@@ -64,5 +64,9 @@ class Ring:
         self._sent += count
 
     def rewind(self):
-        """A new connection: everything held goes out again."""
+        """A new connection, or `stored` is overdue: everything held goes out again."""
         self._sent = 0
+
+    def in_flight(self):
+        """How many held samples were sent and are not yet covered."""
+        return self._sent

@@ -49,10 +49,12 @@ async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
         if uplink is not None:
             loop.call_soon_threadsafe(uplink.status_changed, device_id, value, at)
 
+    tracker = StoredTracker()
+    tracker.restore(buffer.marks())
     pipeline = Pipeline(
         buffer,
         settings.buffer_full_policy,
-        StoredTracker(),
+        tracker,
         on_committed=committed,
         on_status=status,
     )
@@ -68,6 +70,7 @@ async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
         pipeline,
         limits,
         gzip=settings.cloud_compression == "gzip",
+        reconnect_max_s=settings.reconnect_max_s,
     )
     intake = MqttIntake(
         settings.mqtt_endpoint, f"edgewire-edge-{settings.edge_id}", pipeline.handle

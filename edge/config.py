@@ -46,6 +46,9 @@ class EdgeSettings(BaseModel):
         20.0, ge=0, le=10_000, description="how long a batch may wait to fill while others fly"
     )
     window_batches: int = Field(8, ge=1, le=256, description="unacknowledged batches in flight")
+    reconnect_max_s: float = Field(
+        30.0, gt=0, le=3600, description="longest wait between cloud reconnection attempts"
+    )
     cloud_compression: Literal["none", "gzip"] = Field(
         "none", description="compression of the cloud stream"
     )

@@ -159,10 +159,16 @@ class Pipeline:
             return
         records = [r for m in work for r in m.records]
         letters = [d for m in work for d in m.letters]
+        # The watermarks move now and are committed with the samples; they are
+        # only announced after the commit (below), never before.
+        for message in work:
+            for device_id, boot, seq, lo in message.keys:
+                self._tracker.durable(device_id, boot, seq, lo)
+        marks = self._tracker.take_changed()
         started = time.perf_counter()
         while True:
             try:
-                appended = self._buffer.append(records, letters)
+                appended = self._buffer.append(records, letters, marks)
                 break
             except StorageError as exc:
                 # Nothing is acknowledged, so nothing is lost: the broker
@@ -184,9 +190,6 @@ class Pipeline:
             log.warning(
                 "dead letter", topic=letter.topic, reason=letter.reason, detail=letter.detail
             )
-        for message in work:
-            for device_id, boot, seq, lo in message.keys:
-                self._tracker.durable(device_id, boot, seq, lo)
         self._announce_marks()
         if records:
             self._on_committed(appended.first_id, records)

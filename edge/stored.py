@@ -11,18 +11,31 @@ in two ways only:
    (it was covered before, or the board's ring dropped it and counted it), so
    claiming coverage up to `lo - 1` cannot make it delete anything undurable.
 
-Without a hint the first seq of a boot is 0. Sans-IO: the caller passes `now`
-and publishes what `due()` returns.
+Without a hint the first seq of a boot is 0. The watermarks are themselves
+made durable, in the same commit as the samples that moved them (see
+`take_changed`), so an edge that restarts knows what it already holds even
+for samples it will never see again. Sans-IO: the caller passes `now` and
+publishes what `due()` returns.
 """
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # Boots of one device remembered at once; a board only ever resends its
 # current and maybe its previous boot.
 _BOOTS_PER_DEVICE = 4
-# Out-of-order seqs above a gap remembered per boot; past this the oldest
-# pending ones are forgotten (they are durable; only the claim is delayed).
+# Out-of-order seqs above a gap remembered per boot; past this the newest
+# are not recorded (they are durable; only the claim waits for a `lo`).
 _MAX_PENDING = 4096
+
+
+class Mark(NamedTuple):
+    """A watermark as it is persisted; `mark` None means "forget this boot"."""
+
+    device_id: str
+    boot: int
+    mark: int | None
+    pending: tuple[int, ...] = ()
 
 
 @dataclass
@@ -44,10 +57,21 @@ class StoredTracker:
     def __init__(self, min_interval_s: float = 1.0) -> None:
         self._min_interval_s = min_interval_s
         self._devices: dict[str, _Device] = {}
+        self._changed: dict[tuple[str, int], Mark] = {}
+
+    def restore(self, marks: list[Mark]) -> None:
+        """Load persisted watermarks (at start-up, before any `durable`)."""
+        for m in sorted(marks, key=lambda m: (m.device_id, m.boot)):
+            if m.mark is not None:
+                state = self._boot(m.device_id, m.boot)
+                state.mark = m.mark
+                state.pending = set(m.pending)
+        self._changed.clear()
 
     def durable(self, device_id: str, boot: int, seq: int, lo: int | None = None) -> None:
-        """Record that this sample is committed to the buffer."""
+        """Record that this sample is (about to be) committed to the buffer."""
         state = self._boot(device_id, boot)
+        before = (state.mark, len(state.pending))
         if lo is not None and lo - 1 > state.mark:
             state.mark = lo - 1
             state.pending = {s for s in state.pending if s > state.mark}
@@ -56,14 +80,23 @@ class StoredTracker:
                 # The board sent again what it was told is covered: it missed
                 # that message (it was away), so say it again.
                 state.announced = -1
-            return
-        if seq == state.mark + 1:
+        elif seq == state.mark + 1:
             state.mark = seq
             while state.mark + 1 in state.pending:
                 state.mark += 1
                 state.pending.discard(state.mark)
         elif len(state.pending) < _MAX_PENDING:
             state.pending.add(seq)
+        if (state.mark, len(state.pending)) != before:
+            key = (device_id, boot)
+            self._changed[key] = Mark(device_id, boot, state.mark, tuple(sorted(state.pending)))
+
+    def take_changed(self) -> list[Mark]:
+        """Watermarks changed since the last call: persist them with the
+        samples that moved them."""
+        changed = list(self._changed.values())
+        self._changed.clear()
+        return changed
 
     def reannounce(self, device_id: str) -> None:
         """The board (re)connected: it may have missed earlier announcements."""
@@ -100,6 +133,8 @@ class StoredTracker:
         state = device.boots.get(boot)
         if state is None:
             if len(device.boots) >= _BOOTS_PER_DEVICE:
-                del device.boots[min(device.boots)]
+                oldest = min(device.boots)
+                del device.boots[oldest]
+                self._changed[(device_id, oldest)] = Mark(device_id, oldest, None)
             state = device.boots[boot] = _Boot()
         return state

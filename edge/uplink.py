@@ -30,7 +30,6 @@ log = get_logger("edge.uplink")
 
 INGEST_METHOD = "/edgewire.v1.Telemetry/Ingest"
 BACKOFF_BASE_S = 0.5
-BACKOFF_CAP_S = 30.0
 # Seconds to wait for the last acknowledgements when stopping.
 DRAIN_ON_STOP_S = 3.0
 CHANNEL_OPTIONS = [
@@ -63,7 +62,9 @@ class Uplink:
         pipeline: Pipeline,
         limits: Limits,
         gzip: bool = False,
+        reconnect_max_s: float = 30.0,
     ) -> None:
+        self._reconnect_max_s = reconnect_max_s
         self._target = f"{endpoint.host}:{endpoint.port}"
         self._edge_id = edge_id
         self._pipeline = pipeline
@@ -107,7 +108,7 @@ class Uplink:
                 for state in self._statuses.values():
                     state.sent = False
             attempt = 0 if self._acked_any else attempt + 1
-            delay = backoff_delay(attempt, BACKOFF_BASE_S, BACKOFF_CAP_S, random.random())
+            delay = backoff_delay(attempt, BACKOFF_BASE_S, self._reconnect_max_s, random.random())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
 

@@ -68,7 +68,8 @@ class Service:
         return response.json()
 
     def get_metric(self, name: str) -> float | None:
-        """The value of an unlabelled metric from /metrics."""
+        """The value of one series from /metrics, e.g. `x_total` or
+        `x_total{reason="y"}`."""
         text = httpx.get(self.url + "/metrics", timeout=10).text
         for line in text.splitlines():
             if line.startswith(name + " "):
@@ -93,7 +94,11 @@ def cloud_service(workdir: Path, grpc_port: int | None = None) -> Service:
 
 
 def edge_service(
-    workdir: Path, mqtt_url: str, grpc_port: int, edge_id: str = "test-edge"
+    workdir: Path,
+    mqtt_url: str,
+    grpc_port: int,
+    edge_id: str = "test-edge",
+    extra: list[str] | None = None,
 ) -> Service:
     http_port = free_port()
     argv = edgewire_argv(
@@ -104,6 +109,7 @@ def edge_service(
         "--http-host", "127.0.0.1",
         "--http-port", str(http_port),
         "--edge-id", edge_id,
+        *(extra or []),
     )  # fmt: skip
     return Service(argv, workdir / "edge.log", http_port)
 

@@ -7,6 +7,7 @@ import pytest
 
 from edge.buffer import Buffer, Caps, MemoryBuffer, SqliteBuffer, dead_letter, open_buffer
 from edge.buffer.base import DEAD_LETTER_KEEP_BYTES
+from edge.stored import Mark
 
 Factory = Callable[..., Buffer]
 
@@ -152,3 +153,10 @@ def test_an_unreadable_buffer_is_an_error_not_a_fresh_start(tmp_path: Path) -> N
     (tmp_path / "buffer.db").mkdir()  # a directory where the file should be
     with pytest.raises(Exception, match="cannot open the edge buffer"):
         open_buffer(tmp_path, Caps(1, 1, 1))
+
+
+def test_marks_are_committed_with_the_records(make: Factory) -> None:
+    buffer = make()
+    buffer.append([record(1)], [], [Mark("d", 1, 5, (7, 9)), Mark("e", 2, 0)])
+    buffer.append([], [], [Mark("d", 1, 9), Mark("e", 2, None)])
+    assert buffer.marks() == [Mark("d", 1, 9, ())]

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.stored import StoredTracker
+from edge.stored import Mark, StoredTracker
 
 
 def test_contiguous_from_zero() -> None:
@@ -84,3 +84,36 @@ def test_the_mark_never_covers_a_held_undelivered_sample(
     assert all(seq in delivered or seq in dropped for seq in range(mark + 1))
     # And it is as high as it can be.
     assert mark + 1 not in delivered
+
+
+def test_changed_marks_are_reported_once_for_persisting() -> None:
+    tracker = StoredTracker()
+    tracker.durable("d", 1, 0)
+    tracker.durable("d", 1, 2)
+    assert tracker.take_changed() == [Mark("d", 1, 0, (2,))]
+    assert tracker.take_changed() == []
+    tracker.durable("d", 1, 0)  # a duplicate moves nothing
+    assert tracker.take_changed() == []
+
+
+def test_a_restored_tracker_continues_where_the_last_one_stopped() -> None:
+    first = StoredTracker()
+    for seq in (0, 1, 2, 5):
+        first.durable("d", 7, seq)
+    persisted = first.take_changed()
+    again = StoredTracker(min_interval_s=0.0)
+    again.restore(persisted)
+    assert again.mark("d", 7) == 2
+    again.durable("d", 7, 3)
+    again.durable("d", 7, 4)
+    assert again.mark("d", 7) == 5, "the pending seq survived the restart"
+    assert again.due(now=1.0) == [("d", 7, 5)]
+
+
+def test_old_boots_are_forgotten_and_that_is_persisted() -> None:
+    tracker = StoredTracker()
+    for boot in range(5):
+        tracker.durable("d", boot, 0)
+    changed = tracker.take_changed()
+    assert Mark("d", 0, None) in changed
+    assert tracker.mark("d", 0) == -1

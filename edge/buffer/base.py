@@ -18,6 +18,8 @@ from typing import NamedTuple, Protocol
 
 import msgspec
 
+from edge.stored import Mark
+
 # Bytes of a rejected payload kept in the dead-letter store; the rest is cut
 # (its full size is recorded), so a flood of huge junk cannot fill the disk.
 DEAD_LETTER_KEEP_BYTES = 64 * 1024
@@ -56,8 +58,17 @@ class Caps(NamedTuple):
 
 
 class Buffer(Protocol):
-    def append(self, records: Sequence[bytes], dead_letters: Sequence[DeadLetter]) -> Appended:
-        """Store durably, then drop the oldest records beyond the caps."""
+    def append(
+        self,
+        records: Sequence[bytes],
+        dead_letters: Sequence[DeadLetter],
+        marks: Sequence[Mark] = (),
+    ) -> Appended:
+        """Store durably, with the `stored` watermarks these records moved,
+        then drop the oldest records beyond the caps."""
+
+    def marks(self) -> list[Mark]:
+        """The persisted watermarks (see edge/stored.py)."""
 
     def room(self) -> tuple[int, int]:
         """(records, bytes) that still fit under the caps."""

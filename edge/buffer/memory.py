@@ -4,6 +4,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from edge.buffer.base import Appended, BufferStats, Caps, DeadLetter, StoredDeadLetter
+from edge.stored import Mark
 
 
 class MemoryBuffer:
@@ -14,8 +15,19 @@ class MemoryBuffer:
         self._letters: OrderedDict[int, DeadLetter] = OrderedDict()
         self._next_id = 1
         self._next_letter_id = 1
+        self._marks: dict[tuple[str, int], Mark] = {}
 
-    def append(self, records: Sequence[bytes], dead_letters: Sequence[DeadLetter]) -> Appended:
+    def append(
+        self,
+        records: Sequence[bytes],
+        dead_letters: Sequence[DeadLetter],
+        marks: Sequence[Mark] = (),
+    ) -> Appended:
+        for mark in marks:
+            if mark.mark is None:
+                self._marks.pop((mark.device_id, mark.boot), None)
+            else:
+                self._marks[(mark.device_id, mark.boot)] = mark
         first_id = self._next_id
         for record in records:
             self._records[self._next_id] = record
@@ -34,6 +46,9 @@ class MemoryBuffer:
             self._bytes -= len(record)
             dropped += 1
         return Appended(first_id, dropped)
+
+    def marks(self) -> list[Mark]:
+        return list(self._marks.values())
 
     def room(self) -> tuple[int, int]:
         return (

@@ -16,7 +16,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
+
 from edge.buffer.base import Appended, BufferStats, Caps, DeadLetter, StoredDeadLetter
+from edge.stored import Mark
 from edgewire.errors import StorageError
 
 _SCHEMA = """
@@ -24,6 +27,13 @@ CREATE TABLE IF NOT EXISTS samples (
     id INTEGER PRIMARY KEY,
     s BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS marks (
+    device_id TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    mark INTEGER NOT NULL,
+    pending TEXT NOT NULL,
+    PRIMARY KEY (device_id, boot)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
     at REAL NOT NULL,
@@ -69,11 +79,18 @@ class SqliteBuffer:
         self._next_id: int = newest + 1
         self._letters: int = letters
 
-    def append(self, records: Sequence[bytes], dead_letters: Sequence[DeadLetter]) -> Appended:
+    def append(
+        self,
+        records: Sequence[bytes],
+        dead_letters: Sequence[DeadLetter],
+        marks: Sequence[Mark] = (),
+    ) -> Appended:
         db = self._db
         first_id = self._next_id
         try:
             db.execute("BEGIN")
+            if marks:
+                self._write_marks(marks)
             db.executemany(
                 "INSERT INTO samples (id, s) VALUES (?, ?)",
                 zip(range(first_id, first_id + len(records)), records, strict=True),
@@ -98,6 +115,30 @@ class SqliteBuffer:
         self._bytes = bytes_after - dropped_bytes
         self._letters = letters_after
         return Appended(first_id, dropped)
+
+    def _write_marks(self, marks: Sequence[Mark]) -> None:
+        self._db.executemany(
+            "INSERT INTO marks (device_id, boot, mark, pending) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (device_id, boot) DO UPDATE SET mark = excluded.mark,"
+            " pending = excluded.pending",
+            [
+                (m.device_id, m.boot, m.mark, msgspec.json.encode(m.pending).decode())
+                for m in marks
+                if m.mark is not None
+            ],
+        )
+        self._db.executemany(
+            "DELETE FROM marks WHERE device_id = ? AND boot = ?",
+            [(m.device_id, m.boot) for m in marks if m.mark is None],
+        )
+
+    def marks(self) -> list[Mark]:
+        return [
+            Mark(device_id, boot, mark, tuple(msgspec.json.decode(pending, type=list[int])))
+            for device_id, boot, mark, pending in self._db.execute(
+                "SELECT device_id, boot, mark, pending FROM marks"
+            )
+        ]
 
     def _trim(self, records: int, size: int) -> tuple[int, int]:
         """Delete the oldest records beyond the caps: (count, bytes) removed."""

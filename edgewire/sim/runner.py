@@ -136,6 +136,7 @@ def _run(boards: list[_SimBoard], options: SimOptions) -> int:
             "boot": sim.app.boot,
             "samples": sim.app.ring.next_seq,
             "unstored": len(sim.app.ring),
+            "resends": sim.app.resends,
             "dropped": sim.app.ring.dropped,
         }
         for sim in boards
