@@ -43,7 +43,7 @@ class EdgeSettings(BaseModel):
         1_000_000, ge=1024, le=8_000_000, description="bytes per batch to the cloud"
     )
     batch_linger_ms: float = Field(
-        20.0, ge=0, le=10_000, description="how long a batch may wait to fill while others fly"
+        20.0, ge=0, le=10_000, description="how long a live batch may wait to fill"
     )
     window_batches: int = Field(8, ge=1, le=256, description="unacknowledged batches in flight")
     reconnect_max_s: float = Field(

@@ -1,14 +1,22 @@
 """The edge's MQTT client of the local broker (paho), and nothing else.
 
-A persistent session (fixed client id, clean start off, a session expiry) lets
-the broker queue QoS 1 samples while the edge is down, and manual
-acknowledgement lets the pipeline PUBACK a message only after its samples are
-committed. paho runs its network loop on its own thread; the handlers given
-here are called on that thread.
+A persistent session (fixed client id, clean session off) lets the broker
+queue QoS 1 samples while the edge is down, and manual acknowledgement lets
+the pipeline PUBACK a message only after its samples are committed. paho runs
+its network loop on its own thread; the handlers given here are called on it.
+
+MQTT 3.1.1, not 5: measured here, paho spends about 25 us more per received
+message on v5 properties (88 against 64 us of CPU), which is most of the
+difference between keeping up with the boards and not. What v5 would add is
+covered otherwise: the broker keeps a 3.1.1 persistent session until its
+`persistent_client_expiration`, and the number of unacknowledged messages in
+flight (which bounds the pipeline's memory) is the broker's
+`max_inflight_messages` (`edgewire edge broker-config` sets it).
 """
 
+import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -24,14 +32,62 @@ from edgewire.urls import Endpoint
 
 log = get_logger("edge.intake")
 
-SESSION_EXPIRY_S = 7 * 24 * 3600
-# Unacknowledged QoS 1 messages the broker may send us at once: this bounds
-# the memory of messages waiting for a group commit.
-RECEIVE_MAXIMUM = 2000
 KEEPALIVE_S = 30
+# Bytes taken from the socket at once (see _FastClient._sock_recv).
+RECV_CHUNK = 64 * 1024
+_PUBACK = struct.Struct("!BBH")
+PUBACK = PacketTypes.PUBACK << 4
 
 # (device_id, kind, payload, mid, qos)
 MessageHandler = Callable[[str, str, bytes, int, int], None]
+
+
+class _FastClient(mqtt.Client):
+    """paho, with three costs of receiving at high rates taken out.
+
+    Measured here with mosquitto_pub feeding 100,000 QoS 1 messages, paho's
+    CPU per message fell from 64 to 24 us. paho 1) reads one packet per
+    select() when no QoS 2 is in flight, 2) makes a recv() call for every
+    header byte, and 3) wakes its network thread and makes a send() call for
+    every PUBACK. This reads every packet already waiting, from a 64 KiB
+    buffer, and acknowledges a group commit's messages in one write. It
+    leans on paho's private `_packet_read`, `_sock_recv`, `_loop_rc_handle`
+    and `_packet_queue` (paho is pinned to 2.x); tests/test_intake.py and
+    every end-to-end test exercise it.
+    """
+
+    _rbuf = b""
+    _rpos = 0
+    _rsock: object = None
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        # Until the socket is drained: the broker's in-flight limit bounds it.
+        while True:
+            if self._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._sock is not self._rsock:  # a new connection: old bytes are void
+            self._rbuf, self._rpos, self._rsock = b"", 0, self._sock
+        if self._rpos >= len(self._rbuf):
+            data = super()._sock_recv(RECV_CHUNK)
+            if not data:
+                return data
+            self._rbuf, self._rpos = data, 0
+        out = self._rbuf[self._rpos : self._rpos + bufsize]
+        self._rpos += len(out)
+        return out
+
+    def ack_many(self, mids: Sequence[int]) -> None:
+        """PUBACK QoS 1 messages with one queued write."""
+        if mids:
+            packet = b"".join(_PUBACK.pack(PUBACK, 2, mid) for mid in mids)
+            self._packet_queue(PUBACK, packet, 0, 0)
 
 
 class MqttIntake:
@@ -39,10 +95,11 @@ class MqttIntake:
         self._endpoint = endpoint
         self._on_message = on_message
         self._connected = threading.Event()
-        client = mqtt.Client(
+        client = _FastClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            clean_session=False,
+            protocol=MQTTProtocolVersion.MQTTv311,
             manual_ack=True,
         )
         if endpoint.username is not None:
@@ -58,16 +115,7 @@ class MqttIntake:
         return self._connected.is_set()
 
     def start(self) -> None:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        properties.ReceiveMaximum = RECEIVE_MAXIMUM
-        self._client.connect_async(
-            self._endpoint.host,
-            self._endpoint.port,
-            keepalive=KEEPALIVE_S,
-            clean_start=False,
-            properties=properties,
-        )
+        self._client.connect_async(self._endpoint.host, self._endpoint.port, keepalive=KEEPALIVE_S)
         self._client.loop_start()
         log.info("connecting to broker", broker=self._endpoint.redacted())
 
@@ -75,9 +123,9 @@ class MqttIntake:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def ack(self, mid: int, qos: int) -> None:
-        if qos > 0:
-            self._client.ack(mid, qos)
+    def ack_many(self, mids: Sequence[int]) -> None:
+        """Acknowledge QoS 1 messages (QoS 0 ones need nothing)."""
+        self._client.ack_many(mids)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
         info = self._client.publish(topic, payload, qos=qos)
@@ -123,7 +171,8 @@ class MqttIntake:
         parts = contract.split_topic(message.topic)
         if parts is None:
             # Not ours (we only subscribe under the root): nothing to store.
-            self.ack(message.mid, message.qos)
+            if message.qos:
+                self.ack_many([message.mid])
             return
         device_id, kind = parts
         self._on_message(device_id, kind, bytes(message.payload), message.mid, message.qos)

@@ -44,7 +44,7 @@ class FullPolicy(StrEnum):
 
 
 class Broker(Protocol):
-    def ack(self, mid: int, qos: int) -> None: ...
+    def ack_many(self, mids: Sequence[int]) -> None: ...
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None: ...
 
@@ -179,9 +179,7 @@ class Pipeline:
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         broker = self._broker
         if broker is not None:
-            for message in work:
-                if message.qos:
-                    broker.ack(message.mid, message.qos)
+            broker.ack_many([message.mid for message in work if message.qos])
         metrics.SAMPLES_BUFFERED.inc(len(records))
         if appended.dropped:
             metrics.SAMPLES_DROPPED.labels("buffer_full").inc(appended.dropped)
@@ -209,6 +207,15 @@ class Pipeline:
         if self._held:
             self._commit()
         return deleted
+
+    def _housekeeping(self) -> None:
+        try:
+            self._buffer.flush()
+        except StorageError as exc:
+            # Only deletes wait for this commit: the next one takes them.
+            metrics.COMMIT_ERRORS.inc()
+            log.warning("buffer flush failed", error=str(exc))
+        self._announce_marks()
 
     def _announce_marks(self) -> None:
         broker = self._broker
@@ -245,8 +252,9 @@ class Pipeline:
         return self._held
 
     async def tick(self) -> None:
-        """Publish watermarks held back by the per-device rate limit."""
-        await self._call(self._announce_marks)
+        """Make waiting deletes durable; publish watermarks held back by the
+        per-device rate limit."""
+        await self._call(self._housekeeping)
 
     async def flush(self) -> None:
         """Wait until everything handed in so far is committed (or held)."""

@@ -13,9 +13,10 @@ Sans-IO: the uplink adapter feeds it committed records, buffer reads, acks and
    lane as they are committed. When both have work, the lanes alternate, so
    live samples are not starved while a backlog drains. A live lane that
    grows past its bound hands its oldest records to the backlog.
-3. A batch is bounded by samples and bytes. With nothing in flight a live
-   batch goes at once (latency); with batches in flight it waits up to
-   `linger_s` to fill (throughput).
+3. A batch is bounded by samples and bytes. A live batch goes when it is
+   full or when its oldest record has waited `linger_s`: a few milliseconds
+   of latency buy batches big enough that the cloud commits hundreds of
+   samples per fsync instead of a handful.
 """
 
 from collections import deque
@@ -115,7 +116,7 @@ class SendPlan:
     def _live_ready(self, now: float) -> bool:
         if not self._live:
             return False
-        if not self._inflight or len(self._live) >= self.limits.max_samples:
+        if len(self._live) >= self.limits.max_samples:
             return True
         return now - self._live[0][2] >= self.limits.linger_s
 

@@ -25,7 +25,9 @@ def mosquitto_binary() -> str:
 
 
 class PrivateMosquitto:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, max_queued_messages: int = 100_000
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.log_path = workdir / "mosquitto.log"
@@ -43,7 +45,7 @@ class PrivateMosquitto:
                     # the folder, so it can write its snapshot there.
                     f"user {getpass.getuser()}",
                     # Room for an edge that is away for a while.
-                    "max_queued_messages 100000",
+                    f"max_queued_messages {max_queued_messages}",
                     "max_inflight_messages 1000",
                     "log_dest stderr",
                     "log_type error",

@@ -10,7 +10,7 @@ def rec(n: int) -> bytes:
 
 
 def plan(**limits: float) -> SendPlan:
-    return SendPlan(Limits(**{"max_batches": 4, "max_samples": 3, "linger_s": 0.5, **limits}))  # type: ignore[arg-type]
+    return SendPlan(Limits(**{"max_batches": 4, "max_samples": 3, "linger_s": 0.0, **limits}))  # type: ignore[arg-type]
 
 
 def test_backlog_then_live_alternate_and_both_progress() -> None:
@@ -74,17 +74,17 @@ def test_batches_are_bounded_by_samples_and_bytes() -> None:
     assert p.take_live().ids == [3]
 
 
-def test_live_lingers_only_while_batches_are_in_flight() -> None:
-    p = plan(max_samples=10, linger_s=0.5)
+def test_a_live_batch_goes_when_full_or_when_it_has_lingered() -> None:
+    p = plan(max_samples=3, linger_s=0.5)
     p.restart(newest_id=0)
-    p.committed(1, [rec(1)], now=0.0)
     assert p.backlog_read([]) is None  # nothing on disk
-    assert p.next_lane(now=0.0) is Lane.LIVE, "nothing in flight: go at once"
-    p.take_live()
-    p.committed(2, [rec(2)], now=1.0)
+    p.committed(1, [rec(1)], now=1.0)
     assert p.next_lane(now=1.1) is None
     assert p.wait_s(now=1.1) == pytest.approx(0.4)
     assert p.next_lane(now=1.5) is Lane.LIVE
+    assert p.take_live().ids == [1]
+    p.committed(2, [rec(2), rec(3), rec(4)], now=2.0)
+    assert p.next_lane(now=2.0) is Lane.LIVE, "a full batch goes at once"
 
 
 def test_an_overflowing_live_lane_hands_its_oldest_to_the_backlog() -> None:

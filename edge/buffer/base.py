@@ -80,7 +80,11 @@ class Buffer(Protocol):
         """The oldest record, or None when empty."""
 
     def delete(self, ids: Sequence[int]) -> int:
-        """Forget acknowledged records; returns how many were still here."""
+        """Forget acknowledged records; returns how many were still here.
+        Made durable by the next `append` or `flush`."""
+
+    def flush(self) -> None:
+        """Make waiting deletes durable."""
 
     def stats(self) -> BufferStats: ...
 

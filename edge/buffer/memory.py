@@ -77,6 +77,9 @@ class MemoryBuffer:
                 deleted += 1
         return deleted
 
+    def flush(self) -> None:
+        """Nothing waits in memory."""
+
     def stats(self) -> BufferStats:
         return BufferStats(
             records=len(self._records),

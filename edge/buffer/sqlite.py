@@ -1,7 +1,10 @@
 """The durable edge buffer: SQLite in WAL mode with synchronous=FULL.
 
 Durability comes from the commit of each `append` (an fsync of the WAL), and
-speed from the caller grouping many MQTT messages into one `append`. A record
+speed from the caller grouping many MQTT messages into one `append`. Deletes
+need no fsync of their own (a delete lost to a power cut only means a sample
+is sent again, and the cloud keeps it once), so they ride in the transaction
+of the next `append`, or of `flush`. A record
 is stored as the bytes of its serialized sample under an integer key, which
 is about all the disk a sample needs. Every method runs on the one thread
 that owns the connection.
@@ -11,6 +14,7 @@ where SQLite notices a damaged file: a buffer it reports corrupt or not a
 database is moved aside, never deleted, and a fresh one takes over.
 """
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -65,19 +69,24 @@ class SqliteBuffer:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-            records, size, newest = self._db.execute(
-                "SELECT count(*), coalesce(sum(length(s)), 0), coalesce(max(id), 0) FROM samples"
-            ).fetchone()
-            (letters,) = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()
+            newest = self._recount()
         except sqlite3.Error as exc:
             self._db.close()
             if getattr(exc, "sqlite_errorname", "") in _CORRUPTION:
                 raise CorruptBuffer(f"the edge buffer at {path} is damaged: {exc}") from exc
             raise StorageError(f"cannot open the edge buffer at {path}: {exc}") from exc
+        self._next_id: int = newest + 1
+
+    def _recount(self) -> int:
+        """Count records, bytes and letters from the file; the newest id."""
+        records, size, newest = self._db.execute(
+            "SELECT count(*), coalesce(sum(length(s)), 0), coalesce(max(id), 0) FROM samples"
+        ).fetchone()
+        (letters,) = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()
         self._records: int = records
         self._bytes: int = size
-        self._next_id: int = newest + 1
         self._letters: int = letters
+        return int(newest)
 
     def append(
         self,
@@ -88,7 +97,8 @@ class SqliteBuffer:
         db = self._db
         first_id = self._next_id
         try:
-            db.execute("BEGIN")
+            if not db.in_transaction:  # else deletes are waiting in one
+                db.execute("BEGIN")
             if marks:
                 self._write_marks(marks)
             db.executemany(
@@ -109,6 +119,8 @@ class SqliteBuffer:
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # the write error is the news
+                self._recount()  # the rollback took the waiting deletes too
             raise StorageError(f"edge buffer write failed: {exc}") from exc
         self._next_id += len(records)
         self._records = records_after - dropped
@@ -187,6 +199,8 @@ class SqliteBuffer:
 
     def delete(self, ids: Sequence[int]) -> int:
         try:
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN")
             rows = self._db.execute(
                 f"DELETE FROM samples WHERE id IN ({','.join('?' * len(ids))}) RETURNING length(s)",
                 ids,
@@ -216,7 +230,16 @@ class SqliteBuffer:
             for r in reversed(rows)
         ]
 
+    def flush(self) -> None:
+        try:
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StorageError(f"edge buffer write failed: {exc}") from exc
+
     def close(self) -> None:
+        with contextlib.suppress(StorageError):  # losing deletes only resends
+            self.flush()
         self._db.close()
 
 
