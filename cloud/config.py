@@ -1,34 +1,26 @@
 """Settings of `edgewire cloud` (flag > EDGEWIRE_* environment > TOML file)."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import msgspec
+from msgspec import Meta
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
 
 
-class CloudSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (Ingest, Subscribe)")
-    http_port: int = Field(8080, ge=0, le=65535, description="HTTP port (API, feeds, dashboard)")
-    host: str = Field("0.0.0.0", description="address to listen on")
-    db: str = Field(
-        "sqlite:///var/lib/edgewire/cloud.db",
-        description="storage: sqlite:///path or memory://",
+class CloudSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    grpc_port: Annotated[Port, Meta(description="gRPC port (Ingest, Subscribe)")] = 50051
+    http_port: Annotated[Port, Meta(description="HTTP port (API, feeds, dashboard)")] = 8080
+    host: Annotated[str, Meta(description="address to listen on")] = "0.0.0.0"
+    db: Annotated[str, Meta(description="storage: sqlite:///path or memory://")] = (
+        "sqlite:///var/lib/edgewire/cloud.db"
     )
-    bus: str = Field("memory://", description="bus between ingest and feeds")
+    bus: Annotated[str, Meta(description="bus between ingest and feeds")] = "memory://"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    shutdown_grace_s: float = Field(10.0, gt=0, description="seconds to stop cleanly")
+    shutdown_grace_s: Annotated[float, Meta(gt=0, description="seconds to stop cleanly")] = 10.0
 
-    @field_validator("db")
-    @classmethod
-    def _db_scheme(cls, value: str) -> str:
-        if not value.startswith(("sqlite:", "memory:")):
-            raise ValueError("must start with sqlite:// or memory://")
-        return value
-
-    @field_validator("bus")
-    @classmethod
-    def _bus_scheme(cls, value: str) -> str:
-        if not value.startswith("memory:"):
-            raise ValueError("must be memory:// (AMQP comes in a later version)")
-        return value
+    def __post_init__(self) -> None:
+        if not self.db.startswith(("sqlite:", "memory:")):
+            raise ValueError("db: must start with sqlite:// or memory://")
+        if not self.bus.startswith("memory:"):
+            raise ValueError("bus: must be memory:// (AMQP comes in a later version)")

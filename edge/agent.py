@@ -16,14 +16,13 @@ from typing import Any
 from edge import metrics
 from edge.buffer import Caps, open_buffer
 from edge.config import EdgeSettings
-from edge.http import create_app
+from edge.http import HealthServer
 from edge.intake import MqttIntake
 from edge.pipeline import Pipeline
 from edge.stored import StoredTracker
 from edge.uplink import Uplink
 from edge.window import Limits, drain_eta_s
 from edgewire.logs import get_logger
-from edgewire.web import HttpServer
 
 log = get_logger("edge.agent")
 
@@ -33,7 +32,7 @@ TICK_S = 0.5
 async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     caps = Caps(settings.buffer_max_records, settings.buffer_max_bytes, settings.dead_letter_max)
-    buffer, quarantined = open_buffer(settings.data_dir, caps)
+    buffer, quarantined = open_buffer(settings.data_path, caps)
     if quarantined is not None:
         metrics.BUFFER_QUARANTINED.inc()
         log.error(
@@ -78,7 +77,7 @@ async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
     pipeline.attach(intake)
     report: dict[str, Any] = {}
 
-    async def probe() -> tuple[bool, dict[str, Any]]:
+    def probe() -> tuple[bool, dict[str, Any]]:
         detail = {
             "status": "stopping" if stop.is_set() else "ok",
             "mqtt": "connected" if intake.connected else "disconnected",
@@ -90,14 +89,14 @@ async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
         return not stop.is_set(), detail
 
     try:
-        async with HttpServer(create_app(probe), settings.http_host, settings.http_port) as http:
+        with HealthServer(settings.http_host, settings.http_port, probe) as http:
             uplink_task = asyncio.create_task(uplink.run(stop), name="uplink")
             intake.start()
             log.info(
                 "edge ready",
                 edge=settings.edge_id,
                 http_port=http.port,
-                data_dir=str(settings.data_dir),
+                data_dir=settings.data_dir,
             )
             while not stop.is_set():
                 report.update(await _tick(pipeline, uplink))

@@ -2,13 +2,16 @@
 
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import msgspec
+from msgspec import Meta
 
 from edge.pipeline import FullPolicy
 from edgewire import contract
 from edgewire.urls import Endpoint, parse_endpoint
+
+DEFAULT_DATA_DIR = "/var/lib/edgewire"
 
 
 def _default_edge_id() -> str:
@@ -17,62 +20,64 @@ def _default_edge_id() -> str:
     return name.strip("-_")[:64] or "edge"
 
 
-class EdgeSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _about(text: str) -> Meta:
+    return Meta(description=text)
 
-    mqtt: str = Field("mqtt://127.0.0.1:1883", description="the local broker")
-    cloud: str = Field("grpc://127.0.0.1:50051", description="the cloud's gRPC endpoint")
-    data_dir: Path = Field(Path("/var/lib/edgewire"), description="buffer and dead letters")
-    http_port: int = Field(9100, ge=0, le=65535, description="/healthz and /metrics")
-    http_host: str = Field("0.0.0.0", description="address of the HTTP port")
-    edge_id: str = Field(default_factory=_default_edge_id, description="this edge's name")
-    buffer_max_records: int = Field(5_000_000, ge=1, description="buffered samples kept at most")
-    buffer_max_bytes: int = Field(
-        500_000_000, ge=1024, description="bytes of buffered samples kept at most"
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+
+
+class EdgeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    mqtt: Annotated[str, _about("the local broker")] = "mqtt://127.0.0.1:1883"
+    cloud: Annotated[str, _about("the cloud's gRPC endpoint")] = "grpc://127.0.0.1:50051"
+    data_dir: Annotated[str, _about("buffer and dead letters")] = DEFAULT_DATA_DIR
+    http_port: Annotated[Port, _about("/healthz and /metrics")] = 9100
+    http_host: Annotated[str, _about("address of the HTTP port")] = "0.0.0.0"
+    edge_id: Annotated[
+        str,
+        Meta(pattern=f"^{contract.DEVICE_ID_PATTERN}$", description="this edge's name"),
+    ] = msgspec.field(default_factory=_default_edge_id)
+    buffer_max_records: Annotated[int, Meta(ge=1, description="buffered samples kept at most")] = (
+        5_000_000
     )
-    buffer_full_policy: FullPolicy = Field(
-        FullPolicy.DROP_OLDEST,
-        description="when the buffer is full: drop_oldest (counted) or backpressure"
-        " (leave MQTT messages unacknowledged at the broker)",
-    )
-    dead_letter_max: int = Field(10_000, ge=1, description="dead letters kept at most")
-    batch_max_samples: int = Field(
-        500, ge=1, le=10_000, description="samples per batch to the cloud"
-    )
-    batch_max_bytes: int = Field(
-        1_000_000, ge=1024, le=8_000_000, description="bytes per batch to the cloud"
-    )
-    batch_linger_ms: float = Field(
-        20.0, ge=0, le=10_000, description="how long a live batch may wait to fill"
-    )
-    window_batches: int = Field(8, ge=1, le=256, description="unacknowledged batches in flight")
-    reconnect_max_s: float = Field(
-        30.0, gt=0, le=3600, description="longest wait between cloud reconnection attempts"
-    )
-    cloud_compression: Literal["none", "gzip"] = Field(
-        "none", description="compression of the cloud stream"
-    )
+    buffer_max_bytes: Annotated[
+        int, Meta(ge=1024, description="bytes of buffered samples kept at most")
+    ] = 500_000_000
+    buffer_full_policy: Annotated[
+        FullPolicy,
+        _about(
+            "when the buffer is full: drop_oldest (counted) or backpressure"
+            " (leave MQTT messages unacknowledged at the broker)"
+        ),
+    ] = FullPolicy.DROP_OLDEST
+    dead_letter_max: Annotated[int, Meta(ge=1, description="dead letters kept at most")] = 10_000
+    batch_max_samples: Annotated[
+        int, Meta(ge=1, le=10_000, description="samples per batch to the cloud")
+    ] = 500
+    batch_max_bytes: Annotated[
+        int, Meta(ge=1024, le=8_000_000, description="bytes per batch to the cloud")
+    ] = 1_000_000
+    batch_linger_ms: Annotated[
+        float, Meta(ge=0, le=10_000, description="how long a live batch may wait to fill")
+    ] = 20.0
+    window_batches: Annotated[
+        int, Meta(ge=1, le=256, description="unacknowledged batches in flight")
+    ] = 8
+    reconnect_max_s: Annotated[
+        float, Meta(gt=0, le=3600, description="longest wait between cloud reconnection attempts")
+    ] = 30.0
+    cloud_compression: Annotated[
+        Literal["none", "gzip"], _about("compression of the cloud stream")
+    ] = "none"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    shutdown_grace_s: float = Field(10.0, gt=0, description="seconds to stop cleanly")
+    shutdown_grace_s: Annotated[float, Meta(gt=0, description="seconds to stop cleanly")] = 10.0
 
-    @field_validator("mqtt")
-    @classmethod
-    def _mqtt_url(cls, value: str) -> str:
-        parse_endpoint(value, ("mqtt",))
-        return value
-
-    @field_validator("cloud")
-    @classmethod
-    def _cloud_url(cls, value: str) -> str:
-        parse_endpoint(value, ("grpc",))
-        return value
-
-    @field_validator("edge_id")
-    @classmethod
-    def _edge_id(cls, value: str) -> str:
-        if not contract.is_device_id(value):
-            raise ValueError(f"must match {contract.DEVICE_ID_PATTERN}")
-        return value
+    def __post_init__(self) -> None:
+        for name, schemes in (("mqtt", ("mqtt",)), ("cloud", ("grpc",))):
+            try:
+                parse_endpoint(getattr(self, name), schemes)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
 
     @property
     def mqtt_endpoint(self) -> Endpoint:
@@ -81,3 +86,7 @@ class EdgeSettings(BaseModel):
     @property
     def cloud_endpoint(self) -> Endpoint:
         return parse_endpoint(self.cloud, ("grpc",))
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)

@@ -8,11 +8,13 @@ with one line naming it; a runtime failure exits 1.
 
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-import pydantic
+import msgspec
+import msgspec.inspect
 
 from edgewire import __version__
 from edgewire.errors import ConfigError, EdgewireError
@@ -20,20 +22,22 @@ from edgewire.errors import ConfigError, EdgewireError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def settings_options(model: type[pydantic.BaseModel]) -> Callable[[F], F]:
+def settings_options(model: type[msgspec.Struct]) -> Callable[[F], F]:
     """A `--flag` for every field of `model`, each defaulting to "not given"."""
 
     def decorate(func: F) -> F:
-        for name, field in reversed(model.model_fields.items()):
-            default = field.get_default(call_default_factory=False)
-            shown = "the host name" if field.default_factory is not None else default
-            description = field.description or name.replace("_", " ")
+        info = msgspec.inspect.type_info(model)
+        assert isinstance(info, msgspec.inspect.StructType)
+        for field in reversed(info.fields):
+            shown = "the host name" if field.default is msgspec.NODEFAULT else _plain(field.default)
+            description, kind = _describe(field.type)
             func = click.option(
-                "--" + name.replace("_", "-"),
-                name,
+                "--" + field.name.replace("_", "-"),
+                field.name,
                 default=None,
-                metavar=_metavar(field.annotation),
-                help=f"{description} [default: {shown}; env EDGEWIRE_{name.upper()}]",
+                metavar=kind,
+                help=f"{description or field.name.replace('_', ' ')}"
+                f" [default: {shown}; env EDGEWIRE_{field.name.upper()}]",
             )(func)
         return click.option(
             "--config",
@@ -45,14 +49,28 @@ def settings_options(model: type[pydantic.BaseModel]) -> Callable[[F], F]:
     return decorate
 
 
-def _metavar(annotation: object) -> str:
-    if annotation is int:
-        return "INT"
-    if annotation is float:
-        return "SECONDS"
-    if annotation is Path:
-        return "DIR"
-    return "TEXT"
+def _plain(value: object) -> object:
+    return value.value if isinstance(value, Enum) else value
+
+
+def _describe(kind: msgspec.inspect.Type) -> tuple[str, str]:
+    """(description, metavar) of a field's type."""
+    description = ""
+    if isinstance(kind, msgspec.inspect.Metadata):
+        description = (kind.extra_json_schema or {}).get("description", "")
+        kind = kind.type
+    if isinstance(kind, msgspec.inspect.IntType):
+        return description, "INT"
+    if isinstance(kind, msgspec.inspect.FloatType):
+        return description, "NUMBER"
+    if isinstance(kind, msgspec.inspect.EnumType | msgspec.inspect.LiteralType):
+        values = (
+            [m.value for m in kind.cls]
+            if isinstance(kind, msgspec.inspect.EnumType)
+            else kind.values
+        )
+        return description, "[" + "|".join(str(v) for v in values) + "]"
+    return description, "TEXT"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from cloud.config import CloudSettings
-from edge.config import EdgeSettings
+from edge.config import DEFAULT_DATA_DIR, EdgeSettings
 from edgewire.cli import settings_options
 from edgewire.logs import setup_logging
 from edgewire.service import run_service
@@ -34,7 +34,7 @@ def edge_group(ctx: click.Context, /, config_file: Path | None, **flags: Any) ->
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False, exists=True),
-    default=EdgeSettings.model_fields["data_dir"].default,
+    default=DEFAULT_DATA_DIR,
     show_default=True,
     help="the edge's data directory",
 )
