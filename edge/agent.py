@@ -42,7 +42,7 @@ async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
 
     def committed(first_id: int, records: list[bytes]) -> None:
         if uplink is not None:
-            loop.call_soon_threadsafe(uplink.committed, first_id, records)
+            uplink.offer(first_id, records)
 
     def status(device_id: str, value: str, at: float) -> None:
         if uplink is not None:
@@ -72,7 +72,7 @@ async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
         reconnect_max_s=settings.reconnect_max_s,
     )
     intake = MqttIntake(
-        settings.mqtt_endpoint, f"edgewire-edge-{settings.edge_id}", pipeline.handle
+        settings.mqtt_endpoint, f"edgewire-edge-{settings.edge_id}", pipeline.handle, pipeline.room
     )
     pipeline.attach(intake)
     report: dict[str, Any] = {}

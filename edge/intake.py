@@ -35,6 +35,9 @@ log = get_logger("edge.intake")
 KEEPALIVE_S = 30
 # Bytes taken from the socket at once (see _FastClient._sock_recv).
 RECV_CHUNK = 64 * 1024
+# How long a read waits for the pipeline to make room before the network loop
+# takes a turn (pings, acks) and comes back.
+PAUSE_S = 0.2
 _PUBACK = struct.Struct("!BBH")
 PUBACK = PacketTypes.PUBACK << 4
 
@@ -60,9 +63,17 @@ class _FastClient(mqtt.Client):
     _rpos = 0
     _rsock: object = None
 
+    # Set by the owner while it can take more messages (see MqttIntake).
+    room: threading.Event | None = None
+
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        # Until the socket is drained: the broker's in-flight limit bounds it.
+        # Until the socket is drained, or the pipeline has no room: then stop
+        # reading, so TCP makes the broker hold the rest; the loop goes on
+        # with pings and acks meanwhile.
         while True:
+            room = self.room
+            if room is not None and not room.wait(PAUSE_S):
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
             if self._sock is None:
                 return MQTTErrorCode.MQTT_ERR_NO_CONN
             rc = self._packet_read()
@@ -91,7 +102,13 @@ class _FastClient(mqtt.Client):
 
 
 class MqttIntake:
-    def __init__(self, endpoint: Endpoint, client_id: str, on_message: MessageHandler) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        client_id: str,
+        on_message: MessageHandler,
+        room: threading.Event | None = None,
+    ) -> None:
         self._endpoint = endpoint
         self._on_message = on_message
         self._connected = threading.Event()
@@ -108,6 +125,7 @@ class MqttIntake:
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
         client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.room = room
         self._client = client
 
     @property

@@ -34,6 +34,10 @@ from edgewire.wire import decode_sample, encode_sample
 log = get_logger("edge.pipeline")
 
 COMMIT_RETRY_S = 1.0
+# Messages received and not yet committed. Past this the MQTT thread stops
+# reading (see `room`), so the broker and the boards hold the rest: with
+# MQTT 3.1.1 the broker does not bound what it sends us unacknowledged.
+MAX_PENDING_MESSAGES = 5_000
 
 T = TypeVar("T")
 
@@ -103,6 +107,10 @@ class Pipeline:
         self._pending: list[_Message] = []
         self._scheduled = False
         self._held = False  # backpressure: messages wait for room
+        # Set while the pipeline takes more messages; the MQTT client waits
+        # on it before reading more.
+        self.room = threading.Event()
+        self.room.set()
 
     def attach(self, broker: Broker) -> None:
         self._broker = broker
@@ -134,6 +142,8 @@ class Pipeline:
                 ]
         with self._lock:
             self._pending.append(message)
+            if len(self._pending) >= MAX_PENDING_MESSAGES:
+                self.room.clear()
             if self._scheduled:
                 return
             self._scheduled = True
@@ -146,11 +156,14 @@ class Pipeline:
             work = self._pending
             self._pending = []
             self._scheduled = False
+            self.room.set()
         if self._policy is FullPolicy.BACKPRESSURE:
             fits = admit(work, *self._buffer.room())
             if fits < len(work):
                 with self._lock:
                     self._pending[:0] = work[fits:]
+                    if len(self._pending) >= MAX_PENDING_MESSAGES:
+                        self.room.clear()
                 self._hold(True)
                 work = work[:fits]
             else:

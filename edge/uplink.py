@@ -11,6 +11,7 @@ serialized bytes the buffer holds; only the framing is added here.
 import asyncio
 import contextlib
 import random
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ INGEST_METHOD = "/edgewire.v1.Telemetry/Ingest"
 BACKOFF_BASE_S = 0.5
 # Seconds to wait for the last acknowledgements when stopping.
 DRAIN_ON_STOP_S = 3.0
+# Committed records waiting for the event loop to take them into the live
+# lane. Past this the oldest are left to the backlog (they are on disk), so a
+# busy loop never makes the edge hold an unbounded pile of records in memory.
+HANDOFF_MAX_RECORDS = 20_000
 CHANNEL_OPTIONS = [
     # Notice a dead link in seconds, not minutes: without keepalive a cut
     # link goes unnoticed until the next write times out.
@@ -78,14 +83,44 @@ class Uplink:
         self._acked_any = False
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.connected = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handoff_lock = threading.Lock()
+        self._handoff: list[tuple[int, list[bytes]]] = []
+        self._handoff_records = 0
+        self._handoff_skip_to = 0
+        self._handoff_scheduled = False
 
     # -- called on the event loop by the rest of the agent -------------------
 
     def wake(self) -> None:
         self._attention.set()
 
-    def committed(self, first_id: int, records: list[bytes]) -> None:
-        self.plan.committed(first_id, records, time.monotonic())
+    def offer(self, first_id: int, records: list[bytes]) -> None:
+        """Records just committed (called on the buffer thread). They reach
+        the live lane at the loop's next turn; one wake-up serves many commits."""
+        with self._handoff_lock:
+            self._handoff.append((first_id, records))
+            self._handoff_records += len(records)
+            while self._handoff_records > HANDOFF_MAX_RECORDS and len(self._handoff) > 1:
+                old_first, old = self._handoff.pop(0)
+                self._handoff_records -= len(old)
+                self._handoff_skip_to = old_first + len(old)
+            if self._handoff_scheduled or self._loop is None:
+                return
+            self._handoff_scheduled = True
+        self._loop.call_soon_threadsafe(self._take_offers)
+
+    def _take_offers(self) -> None:
+        with self._handoff_lock:
+            offers, self._handoff = self._handoff, []
+            skip_to, self._handoff_skip_to = self._handoff_skip_to, 0
+            self._handoff_records = 0
+            self._handoff_scheduled = False
+        if skip_to:
+            self.plan.skip_to(skip_to)
+        now = time.monotonic()
+        for first_id, records in offers:
+            self.plan.committed(first_id, records, now)
         self._attention.set()
 
     def status_changed(self, device_id: str, status: str, at: float) -> None:
@@ -95,6 +130,7 @@ class Uplink:
     # -- the stream ----------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
         attempt = 0
         while not stop.is_set():
             metrics.UPLINK_RECONNECTS.inc()

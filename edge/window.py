@@ -82,6 +82,14 @@ class SendPlan:
             self.live_floor = self._live[0][0]
             self._backlog_empty = False
 
+    def skip_to(self, first_id: int) -> None:
+        """Records below `first_id` that were never handed to `committed`
+        (the hand-off overflowed) are backlog now, and so is the live lane."""
+        if first_id > self.live_floor:
+            self._live.clear()
+            self.live_floor = first_id
+            self._backlog_empty = False
+
     # -- choosing ----------------------------------------------------------
 
     @property

@@ -123,3 +123,17 @@ def test_backoff_grows_exponentially_to_the_cap_with_full_jitter() -> None:
     assert backoff_delay(3, 0.5, 30, 0.5) == 2.0
     assert backoff_delay(50, 0.5, 30, 0.5) == 15.0
     assert backoff_delay(4, 0.5, 30, 0.0) == 0.0
+
+
+def test_skip_to_turns_the_live_lane_and_the_gap_into_backlog() -> None:
+    p = plan()
+    p.restart(newest_id=0)
+    assert p.backlog_read([]) is None
+    p.committed(1, [rec(1), rec(2)], now=0.0)
+    p.skip_to(10)  # ids 3..9 never reached the plan
+    assert p.live_records == 0
+    assert p.backlog_range() == (0, 10, 3)
+    p.committed(10, [rec(10)], now=0.0)
+    assert p.live_records == 1
+    p.skip_to(5)  # an older skip changes nothing
+    assert p.live_floor == 10

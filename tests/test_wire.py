@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from edgewire.sample import Sample
 from edgewire.v1 import edgewire_pb2 as pb
-from edgewire.wire import batch_message, decode_sample, encode_sample, from_proto
+from edgewire.wire import batch_message, decode_sample, encode_sample, from_proto, to_proto
 
 samples = st.builds(
     Sample,
@@ -26,6 +26,11 @@ samples = st.builds(
 @given(samples)
 def test_a_sample_survives_encoding(sample: Sample) -> None:
     assert decode_sample(encode_sample(sample)) == sample
+
+
+@given(samples)
+def test_the_fast_encoder_writes_what_protobuf_writes(sample: Sample) -> None:
+    assert encode_sample(sample) == to_proto(sample).SerializeToString()
 
 
 @given(st.integers(0, 2**64 - 1), st.lists(samples, max_size=20))

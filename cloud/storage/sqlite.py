@@ -76,26 +76,28 @@ class SqliteStorage:
 
     def insert(self, samples: Sequence[Sample], received_at: float) -> InsertResult:
         db = self._writer
-        stored: list[StoredSample] = []
         try:
             db.execute("BEGIN IMMEDIATE")
-            for sample in samples:
-                row = db.execute(
-                    "INSERT INTO samples"
-                    " (device_id, boot, seq, ts, ts_from_edge, received_at, m)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+            (before,) = db.execute(
+                "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'samples'"
+            ).fetchone()
+            added = db.executemany(
+                "INSERT INTO samples (device_id, boot, seq, ts, ts_from_edge, received_at, m)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [
                     (
-                        sample.device_id,
-                        sample.boot,
-                        sample.seq,
-                        sample.ts,
-                        sample.ts_from_edge,
+                        s.device_id,
+                        s.boot,
+                        s.seq,
+                        s.ts,
+                        s.ts_from_edge,
                         received_at,
-                        _encode_metrics(sample.m),
-                    ),
-                ).fetchone()
-                if row is not None:
-                    stored.append(StoredSample(id=row[0], sample=sample))
+                        _encode_metrics(s.m),
+                    )
+                    for s in samples
+                ],
+            ).rowcount
+            stored = self._new_ids(samples, before, added)
             self._index(stored)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -103,6 +105,20 @@ class SqliteStorage:
                 db.execute("ROLLBACK")
             raise StorageError(f"cloud database write failed: {exc}") from exc
         return InsertResult(stored=stored, duplicates=len(samples) - len(stored))
+
+    def _new_ids(self, samples: Sequence[Sample], before: int, added: int) -> list[StoredSample]:
+        """The samples this transaction stored, with their ids. One writer
+        and AUTOINCREMENT make the new ids exactly those above `before`, in
+        insert order; with no duplicates they are before+1, before+2, ..."""
+        if added == len(samples):
+            return [StoredSample(id=before + 1 + i, sample=s) for i, s in enumerate(samples)]
+        by_key = {s.key: s for s in samples}
+        return [
+            StoredSample(id=row_id, sample=by_key[(device_id, boot, seq)])
+            for row_id, device_id, boot, seq in self._writer.execute(
+                "SELECT id, device_id, boot, seq FROM samples WHERE id > ? ORDER BY id", (before,)
+            )
+        ]
 
     def _index(self, stored: list[StoredSample]) -> None:
         """Readings and per-device summaries of the newly stored samples."""
