@@ -160,7 +160,27 @@ def fill_buffer(data_dir: Path, n: int) -> None:
     buffer.close()
 
 
+def idle(workdir: Path) -> dict[str, float]:
+    """The edge's resident memory after start-up, connected and with nothing to do."""
+    broker = PrivateMosquitto(workdir / "mq-idle")
+    broker.start()
+    (workdir / "idle").mkdir()
+    cloud = Cloud(workdir / "idle").start()
+    edge = Edge(workdir / "idle", broker.url, cloud.grpc_port).start()
+    try:
+        time.sleep(3)
+        assert edge.process is not None
+        status = Path(f"/proc/{edge.process.pid}/status").read_text()
+        rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+        return {"edge_idle_rss_mb": rss / 1024}
+    finally:
+        stop(edge.process)  # type: ignore[arg-type]
+        stop(cloud.process)  # type: ignore[arg-type]
+        broker.stop()
+
+
 def drain(workdir: Path, n: int) -> dict[str, float]:
+    workdir.mkdir()
     broker = PrivateMosquitto(workdir / "mq-drain")
     broker.start()
     edge_dir = workdir / "drain"
@@ -230,7 +250,7 @@ def recovery(workdir: Path, rounds: int = 5) -> dict[str, object]:
 
 
 def main(which: list[str]) -> None:
-    which = which or ["rate", "drain", "recovery"]
+    which = which or ["rate", "drain", "recovery", "idle"]
     result: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="edgewire-bench-") as scratch:
         workdir = Path(scratch)
@@ -255,7 +275,11 @@ def main(which: list[str]) -> None:
                 "naive_per_s": naive,
             }
         if "drain" in which:
-            result["drain"] = drain(workdir, DRAIN_SAMPLES)
+            # Two sizes: the edge's memory must not depend on the backlog.
+            result["drain_small"] = drain(workdir / "small", DRAIN_SAMPLES // 10)
+            result["drain"] = drain(workdir / "large", DRAIN_SAMPLES)
+        if "idle" in which:
+            result["idle"] = idle(workdir)
         if "recovery" in which:
             result["recovery"] = recovery(workdir)
     write_result("custody", result)

@@ -1,56 +1,93 @@
 """Structured logging: one JSON object a line, or readable text on a terminal.
 
-Libraries that log through stdlib `logging` (grpc, uvicorn, paho) go through
-the same renderer, so a service's output is uniformly machine-readable.
+Call sites log an event and its fields, `log.info("cloud stream up",
+cloud=target)`; the fields travel as a record attribute through the standard
+`logging` machinery, so libraries that log through it (grpc, uvicorn, paho)
+come out in the same format. Standard library only: the edge is meant for a
+Pi Zero, and a logging framework would cost it 2.4 MB.
 """
 
+import json
 import logging
 import sys
+import time
 from typing import Any
 
-import structlog
-
-_SHARED: list[Any] = [
-    structlog.stdlib.add_log_level,
-    structlog.stdlib.add_logger_name,
-    structlog.processors.TimeStamper(fmt="iso", utc=True),
-]
+_FIELDS = "edgewire_fields"
 
 
-def setup_logging(service: str, level: str = "info", json: bool | None = None) -> None:
-    """Configure structlog and stdlib logging for one process."""
-    if json is None:
-        json = not sys.stderr.isatty()
+class KeyValueLogger:
+    """`logging.Logger` with an event and keyword fields per line."""
 
-    def add_service(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
-        # A processor, not a context variable: paho and grpc log from their
-        # own threads, which a context variable would not reach.
-        event.setdefault("service", service)
-        return event
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
 
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
-    shared = [*_SHARED, add_service]
-    structlog.configure(
-        processors=[
-            *shared,
-            structlog.processors.format_exc_info,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    def debug(self, event: str, **fields: Any) -> None:
+        self._log(logging.DEBUG, event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._log(logging.INFO, event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._log(logging.WARNING, event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._log(logging.ERROR, event, fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        """An error with the traceback of the exception being handled."""
+        if self._logger.isEnabledFor(logging.ERROR):
+            self._logger.error(event, exc_info=True, extra={_FIELDS: fields}, stacklevel=2)
+
+    def _log(self, level: int, event: str, fields: dict[str, Any]) -> None:
+        if self._logger.isEnabledFor(level):
+            self._logger.log(level, event, extra={_FIELDS: fields}, stacklevel=3)
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "timestamp": _iso(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "service": self._service,
+            "event": record.getMessage(),
+        }
+        entry.update(getattr(record, _FIELDS, {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class ConsoleFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, _FIELDS, {})
+        text = " ".join(f"{key}={value}" for key, value in fields.items())
+        line = (
+            f"{time.strftime('%H:%M:%S', time.localtime(record.created))} "
+            f"{record.levelname.lower():7s} {record.name}: {record.getMessage()}"
+            + (f"  {text}" if text else "")
         )
-    )
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _iso(created: float) -> str:
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return f"{whole}.{int(created % 1 * 1_000_000):06d}Z"
+
+
+def setup_logging(service: str, level: str = "info", json_lines: bool | None = None) -> None:
+    """Configure logging for one process: JSON lines unless on a terminal."""
+    if json_lines is None:
+        json_lines = not sys.stderr.isatty()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(service) if json_lines else ConsoleFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -58,6 +95,5 @@ def setup_logging(service: str, level: str = "info", json: bool | None = None) -
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
-    return logger
+def get_logger(name: str) -> KeyValueLogger:
+    return KeyValueLogger(logging.getLogger(name))

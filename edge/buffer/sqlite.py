@@ -68,6 +68,9 @@ class SqliteBuffer:
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            # Reads are sequential and writes append: a small page cache does,
+            # and the edge is meant for a Pi Zero (SQLite's default is 2 MB).
+            self._db.execute("PRAGMA cache_size=-512")
             self._db.executescript(_SCHEMA)
             newest = self._recount()
         except sqlite3.Error as exc:
