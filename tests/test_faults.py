@@ -71,60 +71,41 @@ def running_edge(tmp_path: Path, mosquitto: PrivateMosquitto, cloud: Service) ->
         assert edge.stop() == 0
 
 
-def test_edge_sigkilled_repeatedly(
+@pytest.mark.parametrize(
+    ("victim", "rounds"),
+    [
+        ("edge", 3),
+        ("cloud", 2),
+        # Mosquitto's queue is a periodic snapshot: a SIGKILL loses what it
+        # held. The boards resend what the edge's `stored` did not cover.
+        ("broker", 2),
+    ],
+)
+def test_sigkill_mid_stream(
     tmp_path: Path,
     mosquitto: PrivateMosquitto,
     cloud: Service,
     running_edge: Service,
     rng: random.Random,
+    victim: str,
+    rounds: int,
 ) -> None:
-    sim = start_sim(tmp_path, mosquitto.url, "ek", devices=3, rate=40, count=400)
-    for _ in range(3):
+    victims: dict[str, Service | PrivateMosquitto] = {
+        "edge": running_edge,
+        "cloud": cloud,
+        "broker": mosquitto,
+    }
+    target = victims[victim]
+    prefix = f"{victim[0]}k"
+    sim = start_sim(tmp_path, mosquitto.url, prefix, devices=3, rate=40, count=400)
+    for _ in range(rounds):
         time.sleep(rng.uniform(0.5, 2.0))
-        running_edge.kill()
-        time.sleep(rng.uniform(0.0, 0.5))
-        running_edge.start()
-    wait_sim(sim, tmp_path, "ek")
-    eventually(lambda: len(stored_keys(cloud, "ek")) >= 1200)
-    assert_exactly_once(cloud, "ek", 3, 400)
-
-
-def test_cloud_sigkilled_mid_stream(
-    tmp_path: Path,
-    mosquitto: PrivateMosquitto,
-    cloud: Service,
-    running_edge: Service,
-    rng: random.Random,
-) -> None:
-    sim = start_sim(tmp_path, mosquitto.url, "ck", devices=3, rate=40, count=400)
-    for _ in range(2):
-        time.sleep(rng.uniform(0.5, 2.0))
-        cloud.kill()
-        time.sleep(rng.uniform(0.2, 1.0))
-        cloud.start()
-    wait_sim(sim, tmp_path, "ck")
-    eventually(lambda: len(stored_keys(cloud, "ck")) >= 1200, timeout_s=60)
-    assert_exactly_once(cloud, "ck", 3, 400)
-
-
-def test_broker_sigkilled_mid_stream(
-    tmp_path: Path,
-    mosquitto: PrivateMosquitto,
-    cloud: Service,
-    running_edge: Service,
-    rng: random.Random,
-) -> None:
-    """Mosquitto's queue is a periodic snapshot: a SIGKILL loses what it held.
-    The boards resend what the edge's `stored` did not cover."""
-    sim = start_sim(tmp_path, mosquitto.url, "bk", devices=3, rate=40, count=400)
-    for _ in range(2):
-        time.sleep(rng.uniform(0.5, 2.0))
-        mosquitto.kill()
-        time.sleep(rng.uniform(0.2, 1.0))
-        mosquitto.start()
-    wait_sim(sim, tmp_path, "bk")
-    eventually(lambda: len(stored_keys(cloud, "bk")) >= 1200, timeout_s=60)
-    assert_exactly_once(cloud, "bk", 3, 400)
+        target.kill()
+        time.sleep(rng.uniform(0.0, 1.0))
+        target.start()
+    wait_sim(sim, tmp_path, prefix)
+    eventually(lambda: len(stored_keys(cloud, prefix)) >= 1200, timeout_s=60)
+    assert_exactly_once(cloud, prefix, 3, 400)
 
 
 def publish_lines(mosquitto: PrivateMosquitto, device: str, seqs: range, tmp_path: Path) -> None:
