@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Protocol, TypeVar
 
 import msgspec
+from prometheus_client import Counter
 
 from edge import metrics
 from edge.buffer import Buffer, BufferStats, DeadLetter, dead_letter
@@ -105,6 +106,7 @@ class Pipeline:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="buffer")
         self._lock = threading.Lock()
         self._pending: list[_Message] = []
+        self._message_counters: dict[str, Counter] = {}
         self._scheduled = False
         self._held = False  # backpressure: messages wait for room
         # Set while the pipeline takes more messages; the MQTT client waits
@@ -119,7 +121,10 @@ class Pipeline:
 
     def handle(self, device_id: str, kind: str, payload: bytes, mid: int, qos: int) -> None:
         now = time.time()
-        metrics.MESSAGES.labels(kind).inc()
+        counter = self._message_counters.get(kind)
+        if counter is None:
+            counter = self._message_counters[kind] = metrics.MESSAGES.labels(kind)
+        counter.inc()
         message = _Message(mid, qos)
         if kind == contract.TELEMETRY:
             outcome = validate_telemetry(device_id, payload, now)

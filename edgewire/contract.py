@@ -56,8 +56,31 @@ def split_topic(name: str) -> tuple[str, str] | None:
     return device_id, kind
 
 
+# Ids and names already checked: every message repeats them, and a set
+# lookup is a fraction of a regex match. Bounded against a flood of new ones.
+_KNOWN_MAX = 10_000
+_known_ids: set[str] = set()
+_known_names: set[str] = set()
+
+
 def is_device_id(value: str) -> bool:
-    return DEVICE_ID_RE.match(value) is not None
+    if value in _known_ids:
+        return True
+    if DEVICE_ID_RE.match(value) is None:
+        return False
+    if len(_known_ids) < _KNOWN_MAX:
+        _known_ids.add(value)
+    return True
+
+
+def is_metric_name(value: str) -> bool:
+    if value in _known_names:
+        return True
+    if METRIC_NAME_RE.match(value) is None:
+        return False
+    if len(_known_names) < _KNOWN_MAX:
+        _known_names.add(value)
+    return True
 
 
 def is_plausible_ts(ts: float, now: float) -> bool:

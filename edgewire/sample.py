@@ -53,7 +53,7 @@ def contract_problem(sample: Sample) -> str | None:
     if not 1 <= len(sample.m) <= contract.MAX_METRICS:
         return f"{len(sample.m)} metrics"
     for name, value in sample.m.items():
-        if contract.METRIC_NAME_RE.match(name) is None:
+        if not contract.is_metric_name(name):
             return f"metric name {name[:40]!r}"
         if not isinstance(value, bool) and not math.isfinite(value):
             return f"metric {name!r} is not finite"
