@@ -8,7 +8,7 @@ processes; an SSE client watches the live feed while the samples flow.
 from pathlib import Path
 
 from edgewire.mosquitto import PrivateMosquitto
-from tests.helpers import Service, SseClient, eventually, run_edgewire
+from tests.helpers import Service, SseClient, edge_service, eventually, run_edgewire
 
 BOARDS = 3
 PER_BOARD = 200
@@ -71,3 +71,18 @@ def test_board_status_goes_online_then_offline(
     statuses = [e["data"] for e in live.events if e.get("event") == "status"]
     assert '"online"' in statuses[0]
     assert '"offline"' in statuses[-1]
+
+
+def test_a_gzip_compressed_cloud_stream(
+    tmp_path: Path, mosquitto: PrivateMosquitto, cloud: Service
+) -> None:
+    edge = edge_service(
+        tmp_path, mosquitto.url, cloud.grpc_port, extra=["--cloud-compression", "gzip"]
+    ).start()
+    sim = run_edgewire(
+        "sim", "--broker", mosquitto.url, "--devices", "2", "--rate", "50", "--count", "50",
+        "--prefix", "gz", "--data-dir", str(tmp_path / "b"), "--timeout", "30",
+    )  # fmt: skip
+    assert sim.returncode == 0, sim.stderr
+    eventually(lambda: len(cloud.get("/api/readings", metric="temp_c", limit=1000)) == 100)
+    assert edge.stop() == 0
