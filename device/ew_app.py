@@ -3,72 +3,145 @@
 #
 # Rule: sampling never waits on the network. The loop takes a sample when one
 # is due, then gives the network a short turn: (re)connect with backoff, send
-# what the ring has not sent on this connection (oldest first, batches for a
-# backlog), and handle `stored` and commands.
+# what the ring has not sent on this connection (oldest first, as JSON-array
+# batches), handle `stored` and commands, keep the link alive. The watchdog
+# is fed only here, so a wedged loop reboots the board.
 
+import gc
 import json
+import sys
 
-import ew_sample
 import ew_sensors
-from ew_ring import Ring
+from ew_board import sleep_ms, ticks_add, ticks_diff, ticks_ms
+from ew_ring import Ring, encode, message_into
 
-# Sent samples that `stored` has not covered after this long go out again: the
-# broker may have lost them (a crash, or no subscriber yet after a restart).
-RESEND_AFTER_MS = 5000
-BACKOFF_MIN_MS = 1000
-BACKOFF_MAX_MS = 30000
+RESEND_AFTER_MS = 5000  # `stored` overdue: send the held samples again
+BACKOFF_MAX_S = 30
 BATCH_MAX_SAMPLES = 20
-BATCH_MAX_BYTES = 2048
-# Batches sent per turn of the loop, so a long backlog after a reconnect is
-# interleaved with sampling instead of delaying it.
+BATCH_MAX_BYTES = 1024
 BATCHES_PER_TURN = 4
 IDLE_MS = 50
+WATCHDOG_MS = 30000
+HEALTHY_AFTER_MS = 60000  # running this long clears the crash counter
+GC_EVERY = 16  # loop turns between collections: keeps a small heap unfragmented
+_mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
+SAFE_MODE_AFTER = 3  # this many quick crashes in a row: start in safe mode
+CLOCK_RESYNC_MS = 6 * 3600 * 1000
 
 
 class App:
     def __init__(self, board, config):
         self.board = board
-        self.device_id = config["device_id"]
         self.config = config
-        self.boot = board.next_boot()
-        self.interval_ms = int(config.get("interval_s", 10) * 1000)
+        self.device_id = config["device_id"]
         ring = config.get("ring", {})
-        self.ring = Ring(ring.get("max_samples", 500), ring.get("max_bytes", 24000))
-        self.sensors = [
-            ew_sensors.make(board, spec, i)
-            for i, spec in enumerate(config.get("sensors", [{"type": "synthetic"}]))
-        ]
-        self.max_samples = config.get("max_samples")  # for simulations: stop after N
+        self.ring = Ring(ring.get("max_samples", 200), ring.get("max_bytes", 8192))
+        self.outbox = bytearray(BATCH_MAX_BYTES)
+        self.interval_ms = int(config.get("interval_s", 10) * 1000)
+        self.max_samples = config.get("max_samples")  # simulations: stop after N
+        self.sleep_cfg = config.get("sleep")  # {"awake_s": .., "sleep_s": ..} or None
         self.running = True
         self.link = None
-        self._acks = []
-        self._backoff_ms = BACKOFF_MIN_MS
-        self._next_try = board.ticks_ms()
-        self._keepalive_ms = config.get("keepalive_s", 30) * 1000
-        self._last_io = board.ticks_ms()
-        self._resend_ms = int(config.get("resend_s", RESEND_AFTER_MS / 1000) * 1000)
-        self._waiting_since = board.ticks_ms()  # since when sent samples await `stored`
         self.resends = 0
+        self.sensor_errors = 0
+        self.taken = 0  # samples taken since this start (or wake)
+        self.heap_peak = 0  # MicroPython: most heap in use, garbage included
+        self.heap_live_peak = 0  # ... right after a collection
+        self._acks = []
+        self.reboot_requested = False
+        self._attempt = 0
+        self._resend_ms = int(config.get("resend_s", RESEND_AFTER_MS / 1000) * 1000)
+        now = ticks_ms()
+        self._next_try = now
+        self._waiting_since = now
+        self._started = now
+        self._clock_synced_at = None
+        self.woke = board.woke_from_deepsleep()
+        if self.woke:
+            import ew_sleep
+
+            ew_sleep.restore(self)
+        else:
+            self.boot = board.read_int("boot.dat", -1) + 1
+            board.write_int("boot.dat", self.boot)
+        # Boot-loop protection: counted up at every start, cleared once the
+        # board has run for a while; several in a row mean something in the
+        # sampling path crashes it, so start without it and wait for orders.
+        crashes = board.read_int("crash.dat", 0) + (0 if self.woke else 1)
+        board.write_int("crash.dat", crashes)
+        self.safe_mode = crashes >= SAFE_MODE_AFTER
+        self._healthy = False
+        self.sensors = []
+        self.disabled = set(config.get("disabled", []))
+        if not self.safe_mode:
+            for i, spec in enumerate(config.get("sensors", [{"type": "synthetic"}])):
+                try:
+                    self.sensors.append(ew_sensors.make(board, spec, i))
+                except (OSError, ValueError, ImportError) as e:
+                    self.sensor_errors += 1
+                    print("edgewire: sensor %s unavailable: %s" % (spec.get("type"), e))
+        self._awake_until = (
+            ticks_add(now, int(self.sleep_cfg["awake_s"] * 1000)) if self.sleep_cfg else None
+        )
+        board.watchdog_start(config.get("watchdog_ms", WATCHDOG_MS))
 
     # -- the loop ----------------------------------------------------------
 
     def run(self):
         b = self.board
-        next_sample = b.ticks_ms()
+        next_sample = ticks_ms()
+        turn = 0
         while self.running:
-            now = b.ticks_ms()
-            if b.ticks_diff(now, next_sample) >= 0 and not self.sampling_done():
+            b.watchdog_feed()
+            turn += 1
+            if _mem_alloc is not None:
+                used = _mem_alloc()
+                if used > self.heap_peak:
+                    self.heap_peak = used
+                if turn % GC_EVERY == 0:
+                    gc.collect()
+                    used = _mem_alloc()
+                    if used > self.heap_live_peak:
+                        self.heap_live_peak = used
+            now = ticks_ms()
+            if (
+                not self.safe_mode
+                and ticks_diff(now, next_sample) >= 0
+                and not self.sampling_done()
+            ):
                 self.take_sample()
-                next_sample = b.ticks_add(next_sample, self.interval_ms)
-                if b.ticks_diff(now, next_sample) > 0:
-                    next_sample = b.ticks_add(now, self.interval_ms)  # fell behind: skip ahead
+                next_sample = ticks_add(next_sample, self.interval_ms)
+                if ticks_diff(now, next_sample) > 0:
+                    next_sample = ticks_add(now, self.interval_ms)  # fell behind: skip ahead
             busy = self.network_turn()
+            self._check_health(now)
+            if self.reboot_requested and not self._acks:
+                self.shutdown(b"offline")
+                b.reset()
+            if self.sleep_cfg is not None and self._time_to_sleep(now):
+                self.go_to_sleep()
             if self.sampling_done() and len(self.ring) == 0:
                 break
-            wait = 1 if busy else b.ticks_diff(next_sample, b.ticks_ms())
-            b.sleep_ms(max(1, min(wait, IDLE_MS)))
+            wait = 1 if busy else ticks_diff(next_sample, ticks_ms())
+            sleep_ms(max(1, min(wait, IDLE_MS)))
+        self.shutdown(b"offline")
+        print("edgewire: summary " + json.dumps(self.summary()))
+
+    def summary(self):
+        return {
+            "boot": self.boot,
+            "samples": self.ring.next_seq,
+            "unstored": len(self.ring),
+            "dropped": self.ring.dropped,
+            "resends": self.resends,
+            "sensor_errors": self.sensor_errors,
+            "heap_peak": self.heap_peak,
+            "heap_live_peak": self.heap_live_peak,
+        }
+
+    def shutdown(self, status):
         if self.link is not None and self.link.connected:
-            self.link.goodbye()
+            self.link.goodbye(status)
 
     def sampling_done(self):
         return self.max_samples is not None and self.ring.next_seq >= self.max_samples
@@ -76,10 +149,22 @@ class App:
     def take_sample(self):
         metrics = {}
         for sensor in self.sensors:
-            metrics.update(sensor.read())
+            if sensor.name in self.disabled:
+                continue
+            try:
+                metrics.update(sensor.read())
+            except OSError as e:
+                self.sensor_errors += 1
+                print("edgewire: %s: %s" % (sensor.name, e))
         if metrics:
-            data = ew_sample.encode(self.ring.next_seq, self.boot, self.board.unix_ms(), metrics)
-            self.ring.add(data)
+            ts = self.board.unix_ms() if self._clock_synced_at is not None else None
+            self.ring.add(encode(self.ring.next_seq, self.boot, ts, metrics))
+            self.taken += 1
+
+    def _check_health(self, now):
+        if not self._healthy and ticks_diff(now, self._started) > HEALTHY_AFTER_MS:
+            self._healthy = True
+            self.board.write_int("crash.dat", 0)
 
     # -- the network -------------------------------------------------------
 
@@ -87,7 +172,7 @@ class App:
         """One short turn of network work; True if a backlog is still waiting."""
         link = self.link
         if link is None or not link.connected:
-            if self.board.ticks_diff(self.board.ticks_ms(), self._next_try) >= 0:
+            if ticks_diff(ticks_ms(), self._next_try) >= 0:
                 self.connect()
             return False
         try:
@@ -95,12 +180,7 @@ class App:
             self.send_acks()
             self.check_overdue()
             busy = self.send_backlog()
-            if (
-                self.board.ticks_diff(self.board.ticks_ms(), self._last_io)
-                > self._keepalive_ms // 2
-            ):
-                link.ping()
-                self._last_io = self.board.ticks_ms()
+            self.keep_clock()
             return busy
         except Exception as e:  # noqa: BLE001
             # umqtt signals a dead or garbled link with OSError, IndexError
@@ -120,25 +200,20 @@ class App:
 
             broker = cfg["broker"]
             self.link = ew_mqtt.Link(
-                self.device_id,
-                broker["host"],
-                broker.get("port", 1883),
-                broker.get("user"),
-                broker.get("password"),
-                cfg.get("keepalive_s", 30),
-                self.on_message,
-            )
+                self.device_id, broker["host"], broker.get("port", 1883),
+                broker.get("user"), broker.get("password"),
+                cfg.get("keepalive_s", 30), self.on_message,
+            )  # fmt: skip
         try:
             self.link.connect()
         except Exception as e:  # noqa: BLE001
-            # OSError (no route, refused), MQTTException (bad credentials) or a
-            # garbled CONNACK: all mean "try again later".
+            # OSError (no route, refused, timeout), MQTTException (bad
+            # credentials) or a garbled CONNACK: all mean "try again later".
             self.lost(e)
             return
         self.ring.rewind()
-        self._waiting_since = self.board.ticks_ms()
-        self._backoff_ms = BACKOFF_MIN_MS
-        self._last_io = self.board.ticks_ms()
+        self._waiting_since = ticks_ms()
+        self._attempt = 0
 
     def lost(self, error):
         if self.link is not None:
@@ -147,35 +222,51 @@ class App:
         self._schedule_retry()
 
     def _schedule_retry(self):
-        # Exponential backoff with jitter, so a fleet does not reconnect in step.
-        jitter = self.board.ticks_ms() % (self._backoff_ms // 2 + 1)
-        self._next_try = self.board.ticks_add(self.board.ticks_ms(), self._backoff_ms // 2 + jitter)
-        self._backoff_ms = min(self._backoff_ms * 2, BACKOFF_MAX_MS)
+        # 2^n seconds, capped, with jitter so a fleet does not reconnect in step.
+        ceiling_ms = min(BACKOFF_MAX_S, 1 << min(self._attempt, 5)) * 1000
+        jitter = ticks_ms() % (ceiling_ms // 2 + 1)
+        self._next_try = ticks_add(ticks_ms(), ceiling_ms // 2 + jitter)
+        self._attempt += 1
+
+    def keep_clock(self):
+        now = ticks_ms()
+        if (
+            self._clock_synced_at is None
+            or ticks_diff(now, self._clock_synced_at) > CLOCK_RESYNC_MS
+        ):
+            try:
+                if self.board.sync_clock(self.config.get("ntp")):
+                    self._clock_synced_at = now
+            except (OSError, OverflowError) as e:
+                self._clock_synced_at = now - CLOCK_RESYNC_MS + 60000  # retry in a minute
+                print("edgewire: ntp:", e)
 
     def check_overdue(self):
-        now = self.board.ticks_ms()
+        now = ticks_ms()
         if not self.ring.in_flight():
             self._waiting_since = now
-        elif self.board.ticks_diff(now, self._waiting_since) > self._resend_ms:
+        elif ticks_diff(now, self._waiting_since) > self._resend_ms:
             self.ring.rewind()
             self._waiting_since = now
             self.resends += 1
 
     def send_backlog(self):
         """Send up to BATCHES_PER_TURN messages; True if more are waiting."""
+        ring = self.ring
         for _ in range(BATCHES_PER_TURN):
-            samples = self.ring.unsent(BATCH_MAX_SAMPLES, BATCH_MAX_BYTES)
-            if not samples:
+            if not ring.unsent_count():
                 return False
-            self.link.publish(ew_sample.message(samples, self.ring.lo()))
-            self.ring.mark_sent(len(samples))
-            self._last_io = self.board.ticks_ms()
-        return True
+            if not self.link.can_publish():
+                return False  # the window is full: PUBACKs first
+            size, count = message_into(self.outbox, ring, ring.in_flight(), BATCH_MAX_SAMPLES)
+            self.link.publish(self.link.telemetry_topic, memoryview(self.outbox)[:size])
+            ring.mark_sent(count)
+        return ring.unsent_count() > 0
 
     def send_acks(self):
-        while self._acks:
+        while self._acks and self.link.can_publish():
             topic, payload = self._acks[0]
-            self.link.publish_to(topic, payload)
+            self.link.publish(topic, payload)
             self._acks.pop(0)
 
     # -- what the broker sends ---------------------------------------------
@@ -189,29 +280,57 @@ class App:
                     held = len(self.ring)
                     self.ring.cover(mark["seq"])
                     if len(self.ring) < held:
-                        self._waiting_since = self.board.ticks_ms()
+                        self._waiting_since = ticks_ms()
             except (ValueError, KeyError, TypeError) as e:
                 print("edgewire: bad stored message:", e)
         elif topic.endswith(b"/cmd"):
             self._acks.append((topic + b"/ack", self.command(msg)))
 
     def command(self, msg):
-        cid = None
-        try:
-            cmd = json.loads(msg)
-            cid = cmd.get("id")
-            settings = cmd.get("set")
-            if not isinstance(settings, dict):
-                raise ValueError("only 'set' commands are known")
-            for key, value in settings.items():
-                if (
-                    key == "interval_s"
-                    and isinstance(value, (int, float))
-                    and 0.01 <= value <= 86400
-                ):
-                    self.interval_ms = int(value * 1000)
-                else:
-                    raise ValueError("cannot set %s" % key)
-        except (ValueError, AttributeError, TypeError) as e:
-            return json.dumps({"id": cid, "ok": False, "error": str(e)}).encode()
-        return json.dumps({"id": cid, "ok": True}).encode()
+        import ew_cmd
+
+        return ew_cmd.handle(self, msg)
+
+    # -- deep-sleep duty cycling --------------------------------------------
+
+    def _time_to_sleep(self, now):
+        """Awake time is over, or everything is stored and published."""
+        if ticks_diff(now, self._awake_until) >= 0:
+            return True
+        return (
+            self.taken > 0
+            and len(self.ring) == 0
+            and not self._acks
+            and self.link is not None
+            and self.link.connected
+        )
+
+    def go_to_sleep(self):
+        """Keep what is unstored, say `sleeping`, and sleep."""
+        import ew_sleep
+
+        ew_sleep.save(self)
+        self.shutdown(b"sleeping")
+        self.board.deepsleep(int(self.sleep_cfg["sleep_s"] * 1000))
+
+    def set_duty_cycle(self, cycle):
+        self.sleep_cfg = cycle
+        if cycle is not None:
+            self._awake_until = ticks_add(ticks_ms(), int(cycle["awake_s"] * 1000))
+
+
+def main(board):
+    """Run the program on `board`; a crash is printed and the board reboots."""
+    app = App(board, board.load_config())
+    try:
+        app.run()
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001
+        # Anything unexpected: show it, then start over (the crash counter
+        # decides whether the next start is in safe mode).
+        if hasattr(sys, "print_exception"):
+            sys.print_exception(e)
+        else:
+            print("edgewire: crash:", repr(e))
+        board.reset()

@@ -1,64 +1,104 @@
 # The backlog ring: every sample stays here until the edge says it is stored.
 #
 # Rule: a sample leaves the ring only when a `stored` message covers it, or
-# when the ring is full and it is the oldest (then it is counted in `dropped`).
-# Everything held is sent again after a reconnect, oldest first; the edge's
-# dedupe on (device, boot, seq) makes the resend harmless.
+# when the ring is full and it is the oldest (then it is counted in
+# `dropped`). Everything held is sent again after a reconnect, oldest first;
+# the edge's dedupe on (device, boot, seq) makes the resend harmless.
+#
+# The ring is preallocated: one bytearray holds the encoded samples end to
+# end (wrapping around), two arrays hold where each starts and how long it
+# is. The samples held always have consecutive seqs, lo() .. next_seq - 1,
+# so seqs need no storage. Adding a sample allocates nothing in the ring.
+
+import json
+from array import array
 
 
 class Ring:
     def __init__(self, max_samples, max_bytes):
         self.max_samples = max_samples
-        self.max_bytes = max_bytes
-        self._seqs = []
-        self._data = []
-        self._bytes = 0
-        self._sent = 0  # entries at the front already sent on this connection
+        self._buf = bytearray(max_bytes)
+        self._view = memoryview(self._buf)
+        kind = "H" if max_bytes <= 0xFFFF else "I"
+        self._start = array(kind, range(max_samples))
+        self._size = array("H", range(max_samples))
+        self._head = 0  # slot of the oldest sample
+        self._count = 0
+        self._write = 0  # where the next sample's bytes go
+        self._sent = 0  # samples at the front already sent on this connection
         self.dropped = 0
         self.next_seq = 0  # the seq the next sample will get
 
     def __len__(self):
-        return len(self._seqs)
+        return self._count
+
+    def lo(self):
+        """The lowest seq still held (or the next one when empty)."""
+        return self.next_seq - self._count
 
     def add(self, data):
         """Keep an encoded sample; returns its seq."""
+        n = len(data)
+        if n > len(self._buf) or n > 0xFFFF:
+            raise ValueError("sample larger than the ring")
+        if self._count == self.max_samples:
+            self._drop()
+        at = self._place(n)
+        self._view[at : at + n] = data
+        slot = (self._head + self._count) % self.max_samples
+        self._start[slot] = at
+        self._size[slot] = n
+        self._count += 1
+        self._write = at + n
         seq = self.next_seq
         self.next_seq += 1
-        self._seqs.append(seq)
-        self._data.append(data)
-        self._bytes += len(data)
-        while len(self._seqs) > self.max_samples or self._bytes > self.max_bytes:
-            self._pop()
-            self.dropped += 1
         return seq
 
-    def _pop(self):
-        self._seqs.pop(0)
-        self._bytes -= len(self._data.pop(0))
+    def _place(self, n):
+        """Where n bytes go, dropping the oldest samples until they fit."""
+        size = len(self._buf)
+        while self._count:
+            oldest = self._start[self._head]
+            if self._write > oldest:
+                # Live bytes run from oldest to write: room after, or from 0.
+                if self._write + n <= size:
+                    return self._write
+                if n <= oldest:
+                    return 0
+            elif self._write + n <= oldest:
+                # Live bytes wrap: from oldest to the end, then 0 to write
+                # (write == oldest: the buffer is full).
+                return self._write
+            self._drop()
+        return 0
+
+    def _drop(self):
+        self._head = (self._head + 1) % self.max_samples
+        self._count -= 1
+        self.dropped += 1
         if self._sent:
             self._sent -= 1
 
     def cover(self, seq):
         """The edge holds every sample up to `seq`: forget them."""
-        while self._seqs and self._seqs[0] <= seq:
-            self._pop()
+        while self._count and self.lo() <= seq:
+            self._head = (self._head + 1) % self.max_samples
+            self._count -= 1
+            if self._sent:
+                self._sent -= 1
 
-    def lo(self):
-        """The lowest seq still held (or the next one when empty)."""
-        return self._seqs[0] if self._seqs else self.next_seq
+    def entry(self, index):
+        """The bytes of the index-th oldest sample held."""
+        slot = (self._head + index) % self.max_samples
+        at = self._start[slot]
+        return self._view[at : at + self._size[slot]]
 
-    def unsent(self, max_count, max_bytes):
-        """The oldest samples not yet sent on this connection, within limits."""
-        out = []
-        size = 0
-        i = self._sent
-        while i < len(self._data) and len(out) < max_count:
-            size += len(self._data[i]) + 1
-            if out and size > max_bytes:
-                break
-            out.append(self._data[i])
-            i += 1
-        return out
+    def unsent_count(self):
+        return self._count - self._sent
+
+    def in_flight(self):
+        """How many held samples were sent and are not yet covered."""
+        return self._sent
 
     def mark_sent(self, count):
         self._sent += count
@@ -67,6 +107,57 @@ class Ring:
         """A new connection, or `stored` is overdue: everything held goes out again."""
         self._sent = 0
 
-    def in_flight(self):
-        """How many held samples were sent and are not yet covered."""
-        return self._sent
+
+# -- How a sample becomes bytes: the JSON object of contract §2, built without
+# floats for the time (ESP ports have single-precision floats: a Unix time as
+# a float would round to 128-second steps).
+
+
+def encode(seq, boot, ts_ms, metrics):
+    """Bytes of one sample object; `ts_ms` is None until the clock is set."""
+    if ts_ms is None:
+        head = '{"seq":%d,"boot":%d,"m":' % (seq, boot)
+    else:
+        head = '{"seq":%d,"boot":%d,"ts":%d.%03d,"m":' % (seq, boot, ts_ms // 1000, ts_ms % 1000)
+    return (head + json.dumps(metrics, separators=(",", ":")) + "}").encode()
+
+
+def message_into(out, ring, first, max_count):
+    """Write one MQTT payload into the bytearray `out`: the ring's samples
+    from index `first`, as one object or a JSON array (a backlog), at most
+    `max_count` and what fits. Returns (bytes written, samples written).
+
+    The first sample carries `lo`, the lowest seq this board still holds,
+    so the edge can tell a sample the board dropped from one still coming."""
+    available = min(max_count, len(ring) - first)
+    if available <= 0:
+        return 0, 0
+    lo = b'{"lo":%d,' % ring.lo()
+    size = len(out)
+    pos = 1 if available > 1 else 0  # room for "[" when it is a batch
+    count = 0
+    while count < available:
+        entry = ring.entry(first + count)
+        extra = len(lo) - 1 if count == 0 else 1  # "lo" prefix, or ","
+        if pos + extra + len(entry) + 1 > size:  # + 1 for "]"
+            break
+        if count == 0:
+            out[pos : pos + len(lo)] = lo
+            pos += len(lo)
+            out[pos : pos + len(entry) - 1] = entry[1:]
+            pos += len(entry) - 1
+        else:
+            out[pos] = 44  # ","
+            out[pos + 1 : pos + 1 + len(entry)] = entry
+            pos += 1 + len(entry)
+        count += 1
+    if count == 0:
+        return 0, 0
+    if available > 1:
+        if count == 1:  # only one fitted: send it bare
+            out[0 : pos - 1] = out[1:pos]
+            return pos - 1, 1
+        out[0] = 91  # "["
+        out[pos] = 93  # "]"
+        pos += 1
+    return pos, count

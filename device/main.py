@@ -1,13 +1,8 @@
 # The board's program: read config.json, then sample and publish forever.
 
-import ew_app
 import ew_board
 
+board = ew_board.make()
+import ew_app  # noqa: E402  # after the board: its imports go first into a fresh heap
 
-def main():
-    board = ew_board.Board()
-    app = ew_app.App(board, board.load_config())
-    app.run()
-
-
-main()
+ew_app.main(board)

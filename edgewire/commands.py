@@ -1,6 +1,7 @@
 """The commands of the `edgewire` CLI (the table is in edgewire/cli.py)."""
 
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +94,17 @@ def _serve(name: str, log_level: str, grace_s: float, serve: Any, settings: Any)
 @click.option("--prefix", default="sim", show_default=True, help="device ids are PREFIX-<n>")
 @click.option(
     "--runtime",
-    type=click.Choice(["cpython"]),
+    type=click.Choice(["cpython", "micropython"]),
     default="cpython",
     show_default=True,
-    help="interpreter the boards run on",
+    help="interpreter the boards run on: CPython threads, or MicroPython unix-port processes",
+)
+@click.option(
+    "--heap",
+    default="32K",
+    show_default=True,
+    callback=lambda ctx, param, value: _heap_size(value),
+    help="heap cap of each MicroPython board (with --runtime micropython), e.g. 32K",
 )
 @click.option(
     "--data-dir",
@@ -142,3 +150,9 @@ def demo_command(devices: int, rate: float, http_port: int) -> None:
     from edgewire.demo import run_demo
 
     raise SystemExit(run_demo(devices, rate, http_port))
+
+
+def _heap_size(value: str) -> str:
+    if re.fullmatch(r"[1-9][0-9]*[KkMm]?", value) is None:
+        raise click.BadParameter(f"{value!r} is not a size like 32K or 1M")
+    return value

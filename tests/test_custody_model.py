@@ -1,6 +1,6 @@
 """The chain of custody as a model: the real sans-IO parts, any interleaving.
 
-A board (device/ew_ring.py and ew_sample.py), a broker that can crash and
+A board (device/ew_ring.py), a broker that can crash and
 forget, the edge's validator, buffer, `stored` tracker and send plan, and the
 cloud's storage are wired together by plain function calls. Hypothesis picks
 the order of events (samples taken, deliveries, duplicates, acks lost, edge
@@ -26,7 +26,6 @@ from edgewire.wire import decode_sample, encode_sample
 
 sys.path.insert(0, str(DEVICE_DIR))
 import ew_ring  # type: ignore[import-not-found]
-import ew_sample  # type: ignore[import-not-found]
 
 DEVICE = "board-1"
 BOOT = 1
@@ -54,6 +53,7 @@ class World:
     cloud_acks: list[int] = field(default_factory=list)  # acks on their way back
     in_transit: list[tuple[int, list[bytes]]] = field(default_factory=list)  # batches sent
     taken: int = 0
+    outbox: bytearray = field(default_factory=lambda: bytearray(1024))
     buffer_dropped: int = 0
     connected: bool = True
 
@@ -61,16 +61,16 @@ class World:
 
     def take_sample(self) -> None:
         seq = self.ring.next_seq
-        self.ring.add(ew_sample.encode(seq, BOOT, 1_800_000_000_000 + seq, {"t": seq}))
+        self.ring.add(ew_ring.encode(seq, BOOT, 1_800_000_000_000 + seq, {"t": seq}))
         self.taken += 1
 
     def board_send(self) -> None:
         if not self.connected:
             return
-        batch = self.ring.unsent(2, 10_000)
-        if batch:
-            self.broker.to_edge.append(ew_sample.message(batch, self.ring.lo()))
-            self.ring.mark_sent(len(batch))
+        size, count = ew_ring.message_into(self.outbox, self.ring, self.ring.in_flight(), 2)
+        if count:
+            self.broker.to_edge.append(bytes(self.outbox[:size]))
+            self.ring.mark_sent(count)
 
     def board_reconnect(self) -> None:
         self.connected = True
@@ -183,7 +183,7 @@ class World:
                 self.cloud_commit()
             while self.cloud_acks:
                 self.ack_arrives()
-            if not self.ring.unsent(1, 10_000) and len(self.ring):
+            if not self.ring.unsent_count() and len(self.ring):
                 self.board_resend_overdue()
         raise AssertionError("the system did not settle")
 
@@ -199,7 +199,7 @@ ACTIONS = [
 
 def run(actions: list[str], ring_cap: int, buffer_cap: int) -> World:
     world = World(
-        ring=ew_ring.Ring(max_samples=ring_cap, max_bytes=1 << 20),
+        ring=ew_ring.Ring(max_samples=ring_cap, max_bytes=60_000),
         buffer=MemoryBuffer(Caps(buffer_cap, 1 << 30, 100)),
     )
     world.plan.restart(0)

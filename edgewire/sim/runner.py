@@ -1,19 +1,23 @@
-"""`edgewire sim`: N boards, each the real device/ program, in one process.
+"""`edgewire sim`: N boards, each the real device/ program.
 
-Each board is a thread running device/ew_app.App over device/ew_board.Board,
-with CPython shims for `usocket`, `machine` and `network` on the path and a
-folder of its own as its filesystem (config.json, boot.dat). Nothing above
-the socket is simulated: the boards speak MQTT through micropython-lib's
-umqtt.simple to a real broker.
+`--runtime cpython` (default): each board is a thread running
+device/ew_app.App over device/ew_board.Board, with CPython shims for
+`usocket`, `machine` and `network` on the path. `--runtime micropython`: each
+board is a process of the real MicroPython unix port, with a hard heap cap,
+running the compiled program (see edgewire/sim/micropython.py). Either way
+every board has a folder of its own as its filesystem (config.json, its boot
+counter), and nothing above the socket is simulated: the boards speak MQTT
+through micropython-lib's umqtt.simple to a real broker.
 """
 
 import json
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -37,14 +41,7 @@ class SimOptions:
     prefix: str
     runtime: str
     data_dir: Path | None
-
-
-@dataclass
-class _SimBoard:
-    device_id: str
-    app: Any
-    thread: threading.Thread
-    error: BaseException | None = None
+    heap: str = "32K"
 
 
 def board_config(
@@ -55,6 +52,7 @@ def board_config(
     count: int | None,
     user: str | None = None,
     password: str | None = None,
+    ring_bytes: int = 65536,
 ) -> dict[str, Any]:
     """The config.json a board gets (the same keys `edgewire flash` writes)."""
     return {
@@ -63,7 +61,8 @@ def board_config(
         "broker": {"host": host, "port": port, "user": user, "password": password},
         "interval_s": 1.0 / rate,
         "sensors": [{"type": "synthetic"}],
-        "ring": {"max_samples": 1000, "max_bytes": 64000},
+        # About 64 bytes a sample: room for that many seconds' worth.
+        "ring": {"max_samples": max(8, ring_bytes // 64), "max_bytes": ring_bytes},
         "keepalive_s": 30,
         "max_samples": count,
     }
@@ -77,15 +76,11 @@ def run_sim(options: SimOptions) -> int:
     ids = [f"{options.prefix}-{n}" for n in range(1, options.devices + 1)]
     if not all(contract.is_device_id(i) for i in ids):
         raise ConfigError(f"--prefix {options.prefix!r} does not make valid device ids")
-    code = device_dir()
-    sys.path[:0] = [str(code), str(code / "lib"), str(SHIMS_DIR)]
-    import ew_app  # type: ignore[import-not-found]
-    import ew_board  # type: ignore[import-not-found]
-
+    device_dir()
     # The boards' folders persist like a board's flash: each keeps its boot
     # counter, so a second run is a new boot and its samples are new samples.
     root = options.data_dir or _default_data_dir()
-    boards = []
+    folders = []
     for device_id in ids:
         folder = root / device_id
         folder.mkdir(parents=True, exist_ok=True)
@@ -97,20 +92,10 @@ def run_sim(options: SimOptions) -> int:
             options.count,
             endpoint.username,
             endpoint.password,
+            ring_bytes=_ring_bytes(options),
         )
         (folder / "config.json").write_text(json.dumps(config))
-        board = ew_board.Board(root=f"{folder}/")
-        app = ew_app.App(board, board.load_config())
-        boards.append(_SimBoard(device_id, app, threading.Thread()))
-    return _run(boards, options)
-
-
-def _default_data_dir() -> Path:
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "edgewire" / "sim"
-
-
-def _run(boards: list[_SimBoard], options: SimOptions) -> int:
+        folders.append(folder)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -118,35 +103,39 @@ def _run(boards: list[_SimBoard], options: SimOptions) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    for sim in boards:
-        sim.thread = threading.Thread(target=_board_main, args=(sim,), name=sim.device_id)
-        sim.thread.start()
-    log.info("boards running", devices=len(boards), rate=options.rate, count=options.count)
-    deadline = None if options.timeout is None else time.monotonic() + options.timeout
-    while any(sim.thread.is_alive() for sim in boards):
-        if stop.is_set() or (deadline is not None and time.monotonic() > deadline):
-            for sim in boards:
-                sim.app.running = False
-            break
-        stop.wait(0.1)
-    for sim in boards:
-        sim.thread.join()
-    summary = {
-        sim.device_id: {
-            "boot": sim.app.boot,
-            "samples": sim.app.ring.next_seq,
-            "unstored": len(sim.app.ring),
-            "resends": sim.app.resends,
-            "dropped": sim.app.ring.dropped,
-        }
-        for sim in boards
-    }
-    print(json.dumps({"boards": summary}), flush=True)
-    failed = [sim.device_id for sim in boards if sim.error is not None]
+    log.info("boards running", devices=len(ids), rate=options.rate, runtime=options.runtime)
+    if options.runtime == "micropython":
+        return _run_micropython(folders, options, stop)
+    return _run_cpython(folders, options, stop)
+
+
+def _ring_bytes(options: SimOptions) -> int:
+    """A CPython board gets a roomy ring; a MicroPython one what its heap allows
+    beside the program (which needs about 28 KB on the 64-bit unix port)."""
+    if options.runtime != "micropython":
+        return 128 * 1024
+    heap = int(options.heap.rstrip("KkMm")) * (1024 if options.heap[-1] in "Kk" else 1)
+    if options.heap[-1] in "Mm":
+        heap *= 1024 * 1024
+    return max(1024, min(64 * 1024, (heap - 34 * 1024) // 2))
+
+
+def _default_data_dir() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "edgewire" / "sim"
+
+
+def _deadline(options: SimOptions) -> float | None:
+    return None if options.timeout is None else time.monotonic() + options.timeout
+
+
+def _report(summaries: dict[str, dict[str, Any]], options: SimOptions, failed: list[str]) -> int:
+    print(json.dumps({"boards": summaries}), flush=True)
     unfinished = [
-        sim.device_id
-        for sim in boards
-        if options.count is not None and (len(sim.app.ring) or not sim.app.sampling_done())
+        name
+        for name, s in summaries.items()
+        if options.count is not None
+        and (s.get("unstored", 1) or s.get("dropped", 0) or s.get("samples", 0) < options.count)
     ]
     if failed or unfinished:
         log.error("simulation incomplete", crashed=failed, not_all_stored=unfinished)
@@ -154,9 +143,92 @@ def _run(boards: list[_SimBoard], options: SimOptions) -> int:
     return 0
 
 
-def _board_main(sim: _SimBoard) -> None:
-    try:
-        sim.app.run()
-    except Exception as exc:
-        sim.error = exc
-        log.exception("board crashed", device=sim.device_id)
+# -- CPython: a thread a board ----------------------------------------------
+
+
+@dataclass
+class _ThreadBoard:
+    folder: Path
+    app: Any = None
+    error: BaseException | None = None
+    thread: threading.Thread = field(default_factory=threading.Thread)
+    running: bool = True
+
+
+def _run_cpython(folders: list[Path], options: SimOptions, stop: threading.Event) -> int:
+    code = device_dir()
+    sys.path[:0] = [str(code), str(code / "lib"), str(SHIMS_DIR)]
+    boards = [_ThreadBoard(folder) for folder in folders]
+    for sim in boards:
+        sim.thread = threading.Thread(target=_board_main, args=(sim,), name=sim.folder.name)
+        sim.thread.start()
+    deadline = _deadline(options)
+    while any(sim.thread.is_alive() for sim in boards):
+        if stop.is_set() or (deadline is not None and time.monotonic() > deadline):
+            for sim in boards:
+                sim.running = False
+                if sim.app is not None:
+                    sim.app.running = False
+            break
+        stop.wait(0.1)
+    for sim in boards:
+        sim.thread.join()
+    summaries = {sim.folder.name: sim.app.summary() for sim in boards if sim.app is not None}
+    return _report(summaries, options, [s.folder.name for s in boards if s.error is not None])
+
+
+def _board_main(sim: _ThreadBoard) -> None:
+    """One board's life: start, and start again after a reboot or a sleep."""
+    import ew_app  # type: ignore[import-not-found]
+    import ew_board  # type: ignore[import-not-found]
+
+    board = ew_board.Board(root=f"{sim.folder}/")
+    while sim.running:
+        try:
+            sim.app = ew_app.App(board, board.load_config())
+            sim.app.run()
+            return
+        except SystemExit as exit_:
+            if exit_.code == ew_board.EXIT_DEEPSLEEP:
+                time.sleep(board.read_int("sleep_ms.dat", 0) / 1000)
+            elif exit_.code != ew_board.EXIT_REBOOT:
+                return
+        except Exception as exc:
+            sim.error = exc
+            log.exception("board crashed", device=sim.folder.name)
+            return
+
+
+# -- MicroPython: a process a board -------------------------------------------
+
+
+def _run_micropython(folders: list[Path], options: SimOptions, stop: threading.Event) -> int:
+    from edgewire.sim.micropython import MicroPythonBoard
+    from firmware.build import build
+
+    with tempfile.TemporaryDirectory(prefix="edgewire-build-") as scratch:
+        compiled = Path(scratch)
+        build(compiled)
+        boards = [MicroPythonBoard(folder, compiled, options.heap) for folder in folders]
+    for board in boards:
+        board.start()
+    deadline = _deadline(options)
+    live = list(boards)
+    while live:
+        if stop.is_set() or (deadline is not None and time.monotonic() > deadline):
+            for board in live:
+                board.stop()
+            break
+        live = [board for board in live if board.step()]
+        stop.wait(0.1)
+    summaries: dict[str, dict[str, Any]] = {}
+    failed = []
+    for board in boards:
+        console = board.console()
+        marker = "edgewire: summary "
+        lines = [line for line in console.splitlines() if line.startswith(marker)]
+        if lines:
+            summaries[board.folder.name] = json.loads(lines[-1][len(marker) :])
+        if "Traceback" in console or "MemoryError" in console:
+            failed.append(board.folder.name)
+    return _report(summaries, options, failed)

