@@ -202,7 +202,7 @@ class App:
             self.link = ew_mqtt.Link(
                 self.device_id, broker["host"], broker.get("port", 1883),
                 broker.get("user"), broker.get("password"),
-                cfg.get("keepalive_s", 30), self.on_message,
+                cfg.get("keepalive_s", 30), cfg.get("answer_s", ew_mqtt.ANSWER_S), self.on_message,
             )  # fmt: skip
         try:
             self.link.connect()

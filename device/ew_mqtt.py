@@ -20,7 +20,7 @@ from umqtt.simple import MQTTClient
 
 SOCKET_TIMEOUT_S = 5
 WINDOW = 8  # QoS 1 publishes sent and not yet acknowledged, at most
-ANSWER_MS = 10000  # a PINGRESP or PUBACK later than this: the link is dead
+ANSWER_S = 10  # a PINGRESP or PUBACK later than this: the link is dead
 
 
 class _TimedSockets:
@@ -46,7 +46,7 @@ class LinkDead(OSError):
 
 
 class Link:
-    def __init__(self, device_id, host, port, user, password, keepalive_s, on_message):
+    def __init__(self, device_id, host, port, user, password, keepalive_s, answer_s, on_message):
         self.device_id = device_id
         prefix = "edgewire/%s/" % device_id
         self.status_topic = (prefix + "status").encode()
@@ -57,6 +57,7 @@ class Link:
         self.client.set_callback(on_message)
         self.client.set_last_will(self.status_topic, b"offline", retain=True, qos=1)
         self.keepalive_ms = keepalive_s * 1000
+        self.answer_ms = int(answer_s * 1000)
         self.connected = False
         self.unacked = 0
         self._header = bytearray(7)
@@ -135,7 +136,10 @@ class Link:
 
     def _keepalive(self):
         now = ticks_ms()
-        if self._waiting_since is not None and ticks_diff(now, self._waiting_since) > ANSWER_MS:
+        if (
+            self._waiting_since is not None
+            and ticks_diff(now, self._waiting_since) > self.answer_ms
+        ):
             raise LinkDead("the broker stopped answering")
         if ticks_diff(now, self._last_tx) > self.keepalive_ms // 2:
             sock = self.client.sock

@@ -174,3 +174,63 @@ def _parse_sse(lines: Iterator[str]) -> Iterator[dict[str, str]]:
             name, _, value = line.partition(":")
             value = value.removeprefix(" ")
             event[name] = event[name] + "\n" + value if name in event and name == "data" else value
+
+
+class BlackHoleProxy:
+    """A TCP proxy that can turn every open connection into a black hole:
+    bytes stop flowing both ways but nothing is closed, like a Wi-Fi link
+    that died without a word. New connections are forwarded normally."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import socket
+
+        self._upstream = upstream_port
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self._connections: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._upstream))
+            state: dict[str, Any] = {"dead": False, "sockets": (client, upstream)}
+            with self._lock:
+                self._connections.append(state)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b, state), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: Any, target: Any, state: dict[str, Any]) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                target.close()
+                return
+            if state["dead"]:
+                continue  # swallowed: the peer never hears of it
+            try:
+                target.sendall(data)
+            except OSError:
+                return
+
+    def blackhole(self) -> None:
+        with self._lock:
+            for state in self._connections:
+                state["dead"] = True
+
+    def close(self) -> None:
+        self._server.close()
+        with self._lock:
+            for state in self._connections:
+                for sock in state["sockets"]:
+                    sock.close()

@@ -6,12 +6,14 @@ cap (`-X heapsize=`). A reboot or deep sleep ends the process with the exit
 code ew_board defines; this starts it again, as the hardware would.
 """
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from edgewire.errors import SetupError
 
@@ -27,26 +29,36 @@ def micropython_binary() -> str:
 
 
 class MicroPythonBoard:
-    def __init__(self, folder: Path, build: Path, heap: str) -> None:
+    """A board as a process: the unix port, or CPython (`heap` None) running
+    the same program through edgewire.sim.cpython_board."""
+
+    def __init__(self, folder: Path, build: Path | None, heap: str | None) -> None:
         self.folder = folder
         self.heap = heap
         self.log_path = folder / "console.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.exit_codes: list[int] = []
         self._wake_at: float | None = None
-        for item in build.iterdir():
-            target = folder / item.name
-            if item.is_dir():
-                shutil.copytree(item, target, dirs_exist_ok=True)
-            else:
-                shutil.copyfile(item, target)
+        if build is not None:
+            for item in build.iterdir():
+                target = folder / item.name
+                if item.is_dir():
+                    shutil.copytree(item, target, dirs_exist_ok=True)
+                else:
+                    shutil.copyfile(item, target)
 
     def start(self) -> None:
+        if self.heap is None:
+            argv = [sys.executable, "-m", "edgewire.sim.cpython_board", str(self.folder)]
+            env = dict(os.environ)
+        else:
+            argv = [micropython_binary(), "-X", f"heapsize={self.heap}", "main.py"]
+            env = {**os.environ, "MICROPYPATH": ".:lib"}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [micropython_binary(), "-X", f"heapsize={self.heap}", "main.py"],
+                argv,
                 cwd=self.folder,
-                env={**os.environ, "MICROPYPATH": ".:lib"},
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -82,3 +94,9 @@ class MicroPythonBoard:
 
     def console(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def summary(self) -> dict[str, Any] | None:
+        """The board's own account at its last clean exit."""
+        marker = "edgewire: summary "
+        lines = [line for line in self.console().splitlines() if line.startswith(marker)]
+        return json.loads(lines[-1][len(marker) :]) if lines else None

@@ -224,11 +224,10 @@ def _run_micropython(folders: list[Path], options: SimOptions, stop: threading.E
     summaries: dict[str, dict[str, Any]] = {}
     failed = []
     for board in boards:
+        summary = board.summary()
+        if summary is not None:
+            summaries[board.folder.name] = summary
         console = board.console()
-        marker = "edgewire: summary "
-        lines = [line for line in console.splitlines() if line.startswith(marker)]
-        if lines:
-            summaries[board.folder.name] = json.loads(lines[-1][len(marker) :])
         if "Traceback" in console or "MemoryError" in console:
             failed.append(board.folder.name)
     return _report(summaries, options, failed)
