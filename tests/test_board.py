@@ -139,3 +139,98 @@ def test_a_half_open_link_is_noticed_and_nothing_is_lost(
     assert summary["dropped"] == 0
     assert stored_seqs(cloud, device) == list(range(120))
     assert "stopped answering" in board.console()
+
+
+def retained_status(mosquitto: PrivateMosquitto, device: str) -> str:
+    result = subprocess.run(
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mosquitto.port),
+         "-t", f"edgewire/{device}/status", "-C", "1", "-W", "5"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_quick_crashes_put_the_board_in_safe_mode(
+    tmp_path: Path,
+    runtime: str,
+    compiled: Path,
+    mosquitto: PrivateMosquitto,
+    cloud: Service,
+    edge: Service,
+    boards: list[MicroPythonBoard],
+) -> None:
+    device = f"{runtime[:2]}-crashy"
+    # A sensor whose reading raises something no driver expects: the board
+    # crashes in its sampling path at every start.
+    board = make_board(
+        tmp_path, runtime, compiled, mosquitto.port, device,
+        sensors=[{"type": "synthetic", "phase": "not a number"}], interval_s=0.1,
+    )  # fmt: skip
+    boards.append(board)
+    board.start()
+
+    def in_safe_mode() -> bool:
+        board.step()
+        crashes = (
+            (board.folder / "crash.dat").read_text()
+            if (board.folder / "crash.dat").exists()
+            else "0"
+        )
+        return int(crashes) >= 3 and retained_status(mosquitto, device) == "online"
+
+    eventually(in_safe_mode, timeout_s=60, show=board.console)
+    assert board.exit_codes.count(75) >= 2, "crashes reboot the board"
+    assert stored_seqs(cloud, device) == [], "no sampling in safe mode"
+    acks = subprocess.Popen(
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-q", "1",
+         "-t", f"edgewire/{device}/cmd/ack", "-C", "1", "-W", "30"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-q", "1",
+         "-t", f"edgewire/{device}/cmd", "-m", '{"id": "s1", "safe_mode": false}'],
+        check=True, timeout=10,
+    )  # fmt: skip
+    out, _ = acks.communicate(timeout=40)
+    assert json.loads(out) == {"id": "s1", "ok": True}
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_deep_sleep_duty_cycle_keeps_the_boot_and_every_sample(
+    tmp_path: Path,
+    runtime: str,
+    compiled: Path,
+    mosquitto: PrivateMosquitto,
+    cloud: Service,
+    edge: Service,
+    boards: list[MicroPythonBoard],
+) -> None:
+    device = f"{runtime[:2]}-sleepy"
+    board = make_board(
+        tmp_path, runtime, compiled, mosquitto.port, device,
+        interval_s=0.25, sleep={"awake_s": 2, "sleep_s": 1},
+    )  # fmt: skip
+    boards.append(board)
+    board.start()
+    statuses = subprocess.Popen(
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-v",
+         "-t", f"edgewire/{device}/status", "-W", "25"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def slept_three_times() -> bool:
+        board.step()
+        return board.exit_codes.count(76) >= 3
+
+    eventually(slept_three_times, timeout_s=40, show=board.console)
+    eventually(lambda: len(stored_seqs(cloud, device)) >= 8)
+    board.stop()
+    statuses.terminate()
+    seen = statuses.communicate()[0]
+    seqs = stored_seqs(cloud, device)
+    assert seqs == list(range(len(seqs))), "one boot across the sleeps: seqs go on"
+    boots = {r["boot"] for r in cloud.get("/api/readings", device=device, limit=1000)}
+    assert len(boots) == 1
+    assert "sleeping" in seen
+    assert "online" in seen

@@ -1,0 +1,120 @@
+"""Board-program figures (issue 4), on the real MicroPython unix port.
+
+    .venv/bin/python -m bench.board
+
+- the size of what goes onto a board (.mpy and sources);
+- bytes on the wire per sample, alone and in a 20-sample batch;
+- peak heap in use while publishing, from gc.mem_alloc() on MicroPython;
+- the smallest heap (in KB, on this 64-bit unix port) that runs 150 samples
+  with a 2 KB ring through a private Mosquitto, edge and cloud.
+Results go to bench/results/board.json.
+"""
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import Cloud, Edge, write_result
+from edgewire.mosquitto import PrivateMosquitto
+from edgewire.paths import DEVICE_DIR
+from edgewire.procs import stop
+from edgewire.sim.micropython import MicroPythonBoard
+from edgewire.sim.runner import board_config
+from firmware.build import build
+
+
+def wire_bytes() -> dict[str, float]:
+    sys.path.insert(0, str(DEVICE_DIR))
+    import ew_ring  # type: ignore[import-not-found]
+
+    ring = ew_ring.Ring(100, 8192)
+    ts = 1_795_876_332_308
+    for _ in range(21):
+        ring.add(ew_ring.encode(ring.next_seq + 1000, 3, ts, {"temp_c": 21.53, "rh": 40.1}))
+    topic = len("edgewire/board-01/telemetry")
+    box = bytearray(2048)
+    single, _ = ew_ring.message_into(box, ring, 20, 1)
+    batch, count = ew_ring.message_into(box, ring, 0, 20)
+    # PUBLISH: fixed header (1 + 1..2 length bytes), topic length (2), topic,
+    # packet id (2), payload; the broker's PUBACK (4) comes back.
+    overhead = 1 + 2 + topic + 2
+
+    def length_bytes(n: int) -> int:
+        return 1 if n < 128 else 2
+
+    return {
+        "payload_bytes_single": single,
+        "wire_bytes_per_sample_single": single + overhead + length_bytes(single + topic + 4),
+        "wire_bytes_per_sample_batched_20": (batch + overhead + length_bytes(batch + topic + 4))
+        / count,
+    }
+
+
+def run_board(
+    workdir: Path, compiled: Path, heap: str, count: int, ring_bytes: int
+) -> dict[str, object]:
+    broker = PrivateMosquitto(workdir / "mq")
+    broker.start()
+    cloud = Cloud(workdir).start()
+    edge = Edge(workdir, broker.url, cloud.grpc_port).start()
+    folder = workdir / "board"
+    folder.mkdir()
+    config = board_config(
+        "bench-1", "127.0.0.1", broker.port, rate=20, count=count, ring_bytes=ring_bytes
+    )
+    (folder / "config.json").write_text(json.dumps(config))
+    board = MicroPythonBoard(folder, compiled, heap)
+    board.start()
+    deadline = time.monotonic() + 60
+    try:
+        while board.step() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        board.stop()
+        stop(edge.process)  # type: ignore[arg-type]
+        stop(cloud.process)  # type: ignore[arg-type]
+        broker.stop()
+    console = board.console()
+    summary = board.summary()
+    ok = (
+        bool(board.exit_codes)
+        and board.exit_codes[-1] == 0
+        and "MemoryError" not in console
+        and summary is not None
+        and summary["unstored"] == 0
+        and summary["dropped"] == 0
+    )
+    return {"ok": ok, "summary": summary}
+
+
+def main() -> None:
+    result: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="edgewire-bench-board-") as scratch:
+        root = Path(scratch)
+        compiled = root / "build"
+        files = build(compiled)
+        result["build"] = {
+            "mpy_bytes": sum(f.stat().st_size for f in files if f.suffix == ".mpy"),
+            "source_bytes": sum(f.stat().st_size for f in files if f.suffix == ".py"),
+            "files": {str(f.relative_to(compiled)): f.stat().st_size for f in files},
+        }
+        result["wire"] = wire_bytes()
+        smallest = None
+        for kb in range(32, 65, 2):
+            run = root / f"heap{kb}"
+            run.mkdir()
+            outcome = run_board(run, compiled, f"{kb}K", count=150, ring_bytes=2048)
+            if outcome["ok"]:
+                smallest = {"heap_kb": kb, **outcome}
+                break
+        result["smallest_heap"] = smallest
+        run = root / "at52"
+        run.mkdir()
+        result["at_52k_with_8k_ring"] = run_board(run, compiled, "52K", count=300, ring_bytes=8192)
+    write_result("board", result)
+
+
+if __name__ == "__main__":
+    main()
