@@ -11,26 +11,25 @@ import gc
 import json
 import sys
 
-import ew_sensors
 from ew_board import sleep_ms, ticks_add, ticks_diff, ticks_ms
 from ew_ring import Ring, encode, message_into
 
 RESEND_AFTER_MS = 5000  # `stored` overdue: send the held samples again
 BACKOFF_MAX_S = 30
 BATCH_MAX_SAMPLES = 20
-BATCH_MAX_BYTES = 1024
+BATCH_MAX_BYTES = 640
 BATCHES_PER_TURN = 4
 IDLE_MS = 50
 WATCHDOG_MS = 30000
 HEALTHY_AFTER_MS = 60000  # running this long clears the crash counter
 GC_EVERY = 16  # loop turns between collections: keeps a small heap unfragmented
 _mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
-SAFE_MODE_AFTER = 3  # this many quick crashes in a row: start in safe mode
 CLOCK_RESYNC_MS = 6 * 3600 * 1000
 
 
 class App:
     def __init__(self, board, config):
+        gc.collect()  # the buffers below go into a heap free of start-up garbage
         self.board = board
         self.config = config
         self.device_id = config["device_id"]
@@ -56,30 +55,13 @@ class App:
         self._waiting_since = now
         self._started = now
         self._clock_synced_at = None
-        self.woke = board.woke_from_deepsleep()
-        if self.woke:
-            import ew_sleep
-
-            ew_sleep.restore(self)
-        else:
-            self.boot = board.read_int("boot.dat", -1) + 1
-            board.write_int("boot.dat", self.boot)
-        # Boot-loop protection: counted up at every start, cleared once the
-        # board has run for a while; several in a row mean something in the
-        # sampling path crashes it, so start without it and wait for orders.
-        crashes = board.read_int("crash.dat", 0) + (0 if self.woke else 1)
-        board.write_int("crash.dat", crashes)
-        self.safe_mode = crashes >= SAFE_MODE_AFTER
         self._healthy = False
-        self.sensors = []
-        self.disabled = set(config.get("disabled", []))
-        if not self.safe_mode:
-            for i, spec in enumerate(config.get("sensors", [{"type": "synthetic"}])):
-                try:
-                    self.sensors.append(ew_sensors.make(board, spec, i))
-                except (OSError, ValueError, ImportError) as e:
-                    self.sensor_errors += 1
-                    print("edgewire: sensor %s unavailable: %s" % (spec.get("type"), e))
+        # Start-up runs once: its code is dropped afterwards to free the heap.
+        import ew_start
+
+        ew_start.begin(self)
+        sys.modules.pop("ew_start", None)  # boards sharing one CPython share this too
+        gc.collect()
         self._awake_until = (
             ticks_add(now, int(self.sleep_cfg["awake_s"] * 1000)) if self.sleep_cfg else None
         )

@@ -234,3 +234,30 @@ def test_deep_sleep_duty_cycle_keeps_the_boot_and_every_sample(
     assert len(boots) == 1
     assert "sleeping" in seen
     assert "online" in seen
+
+
+def test_the_program_runs_in_a_40k_heap_on_the_unix_port(
+    tmp_path: Path,
+    compiled: Path,
+    mosquitto: PrivateMosquitto,
+    cloud: Service,
+    edge: Service,
+    boards: list[MicroPythonBoard],
+) -> None:
+    """Near the smallest heap measured to pass (38K, bench/board.py), as a guard: a
+    change that makes the program bigger fails here first. 40 KB on this
+    64-bit port is about 20 KB on a 32-bit board."""
+    device = "mp-small"
+    folder = tmp_path / device
+    folder.mkdir()
+    config = board_config(device, "127.0.0.1", mosquitto.port, rate=20, count=150, ring_bytes=2048)
+    (folder / "config.json").write_text(json.dumps(config))
+    board = MicroPythonBoard(folder, compiled, "40K")
+    boards.append(board)
+    board.start()
+    run_to_end(board, timeout_s=60)
+    summary = board.summary()
+    assert summary is not None
+    assert summary["dropped"] == 0
+    assert summary["heap_peak"] <= 40 * 1024
+    assert stored_seqs(cloud, device) == list(range(150))
