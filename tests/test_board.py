@@ -90,7 +90,7 @@ def test_a_broker_restart_loses_nothing_and_commands_are_answered(
          "-t", f"edgewire/{device}/cmd/ack", "-C", "2", "-W", "60"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
-    for command in ('{"id": "c1", "set": {"interval_s": 0.01}}', '{"id": "c2", "fly": true}'):
+    for command in ('{"id": "c1", "set": {"interval_s": 0.05}}', '{"id": "c2", "fly": true}'):
         subprocess.run(
             ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-q", "1",
              "-t", f"edgewire/{device}/cmd", "-m", command],
