@@ -6,114 +6,116 @@
 # what the ring has not sent on this connection (oldest first, as JSON-array
 # batches), handle `stored` and commands, keep the link alive. The watchdog
 # is fed only here, so a wedged loop reboots the board.
+#
+# An ESP8266 has about 36 KB of heap for everything, and every function,
+# attribute and global name costs some of it: hence few, longer methods here,
+# constants the compiler folds (`const`, underscore names), and start-up code
+# in a module (ew_start) that leaves the heap once the board runs. Code that
+# runs later stays resident: loading a module into a heap that hours of
+# running have cut into small pieces can fail when it is needed.
 
 import gc
 import json
 import sys
 
 from ew_board import sleep_ms, ticks_add, ticks_diff, ticks_ms
-from ew_ring import Ring, encode, message_into
+from ew_ring import encode, message_into
+from micropython import const
 
-RESEND_AFTER_MS = 5000  # `stored` overdue: send the held samples again
-BACKOFF_MAX_S = 30
-BATCH_MAX_SAMPLES = 20
-BATCH_MAX_BYTES = 640
-BATCHES_PER_TURN = 4
-IDLE_MS = 50
-WATCHDOG_MS = 30000
-HEALTHY_AFTER_MS = 60000  # running this long clears the crash counter
-GC_EVERY = 16  # loop turns between collections: keeps a small heap unfragmented
+_BACKOFF_MAX_S = const(30)
+_BATCH_MAX_SAMPLES = const(20)
+_BATCHES_PER_TURN = const(4)
+_INBOX_MAX = const(4)  # commands waiting to be handled, at most
+_IDLE_MS = const(50)
+_GC_EVERY = const(16)  # loop turns between collections: keeps a small heap unfragmented
+_CLOCK_RESYNC_MS = const(6 * 3600 * 1000)
 _mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
-CLOCK_RESYNC_MS = 6 * 3600 * 1000
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class App:
-    def __init__(self, board, config):
-        gc.collect()  # the buffers below go into a heap free of start-up garbage
+    """The board's state, set up by ew_start.begin:
+
+    ring, outbox      the backlog ring (ew_ring) and the buffer a message is built in
+    link              the MQTT link (ew_mqtt), made once start-up has left the heap
+    boot, safe_mode   this start's boot number; sampling off after quick crashes
+    sensors, disabled the sensor drivers, and the names of those switched off
+    interval_ms, sleep_cfg, awake_until   sampling period; deep-sleep duty cycle
+    inbox, acks       commands received and not yet handled; their answers to send
+    """
+
+    def __init__(self, board):
         self.board = board
-        self.config = config
-        self.device_id = config["device_id"]
-        ring = config.get("ring", {})
-        self.ring = Ring(ring.get("max_samples", 200), ring.get("max_bytes", 8192))
-        self.outbox = bytearray(BATCH_MAX_BYTES)
-        self.interval_ms = int(config.get("interval_s", 10) * 1000)
-        self.max_samples = config.get("max_samples")  # simulations: stop after N
-        self.sleep_cfg = config.get("sleep")  # {"awake_s": .., "sleep_s": ..} or None
-        self.running = True
-        self.link = None
-        self.resends = 0
-        self.sensor_errors = 0
-        self.taken = 0  # samples taken since this start (or wake)
-        self.heap_peak = 0  # MicroPython: most heap in use, garbage included
-        self.heap_live_peak = 0  # ... right after a collection
-        self._acks = []
-        self.reboot_requested = False
-        self._attempt = 0
-        self._resend_ms = int(config.get("resend_s", RESEND_AFTER_MS / 1000) * 1000)
-        now = ticks_ms()
-        self._next_try = now
-        self._waiting_since = now
-        self._started = now
-        self._clock_synced_at = None
-        self._healthy = False
-        # Start-up runs once: its code is dropped afterwards to free the heap.
+        # Reading the config, the buffers, boot number, safe mode, sensors:
+        # all once, in a module that leaves the heap afterwards (boards
+        # sharing one CPython share sys.modules, and that is harmless).
         import ew_start
 
-        ew_start.begin(self)
-        sys.modules.pop("ew_start", None)  # boards sharing one CPython share this too
+        link = ew_start.begin(self)
+        del ew_start
+        sys.modules.pop("ew_start", None)
         gc.collect()
-        self._awake_until = (
-            ticks_add(now, int(self.sleep_cfg["awake_s"] * 1000)) if self.sleep_cfg else None
-        )
-        board.watchdog_start(config.get("watchdog_ms", WATCHDOG_MS))
+        # The MQTT layer is the biggest code: it comes into the heap after
+        # start-up has left it.
+        import ew_mqtt
+
+        self.link = ew_mqtt.Link(*link, on_message=self.on_message)
 
     # -- the loop ----------------------------------------------------------
 
     def run(self):
         b = self.board
+        ring = self.ring
         next_sample = ticks_ms()
         turn = 0
         while self.running:
-            b.watchdog_feed()
+            b.watchdog()
             turn += 1
             if _mem_alloc is not None:
-                used = _mem_alloc()
-                if used > self.heap_peak:
-                    self.heap_peak = used
-                if turn % GC_EVERY == 0:
+                self.heap_peak = max(self.heap_peak, _mem_alloc())
+                if turn % _GC_EVERY == 0:
                     gc.collect()
-                    used = _mem_alloc()
-                    if used > self.heap_live_peak:
-                        self.heap_live_peak = used
+                    self.heap_live_peak = max(self.heap_live_peak, _mem_alloc())
             now = ticks_ms()
-            if (
-                not self.safe_mode
-                and ticks_diff(now, next_sample) >= 0
-                and not self.sampling_done()
-            ):
+            done = ring.next_seq >= self.max_samples
+            if not self.safe_mode and not done and ticks_diff(now, next_sample) >= 0:
                 self.take_sample()
                 next_sample = ticks_add(next_sample, self.interval_ms)
                 if ticks_diff(now, next_sample) > 0:
                     next_sample = ticks_add(now, self.interval_ms)  # fell behind: skip ahead
+            if self.inbox and not self.acks:
+                # One command a turn, outside umqtt's read (whose callback
+                # only queues it), so handling it never breaks a connect.
+                topic, msg = self.inbox.pop(0)
+                self.acks.append((topic + b"/ack", self.command(msg)))
             busy = self.network_turn()
-            self._check_health(now)
-            if self.reboot_requested and not self._acks:
-                self.shutdown(b"offline")
+            if self.healthy_at is not None and ticks_diff(now, self.healthy_at) > 0:
+                self.healthy_at = None
+                self.healthy()
+            if self.reboot_requested and not self.acks:
+                self.link.close(b"offline")
                 b.reset()
-            if self.sleep_cfg is not None and self._time_to_sleep(now):
-                self.go_to_sleep()
-            if self.sampling_done() and len(self.ring) == 0:
+            if self.sleep_cfg is not None and (
+                # Deep-sleep duty cycle: the wake is over, or all is stored.
+                ticks_diff(now, self.awake_until) >= 0
+                or (self.taken and not ring.count and not self.acks and self.link.connected)
+            ):
+                self.sleep()
+            if done and ring.count == 0:
                 break
             wait = 1 if busy else ticks_diff(next_sample, ticks_ms())
-            sleep_ms(max(1, min(wait, IDLE_MS)))
-        self.shutdown(b"offline")
-        print("edgewire: summary " + json.dumps(self.summary()))
+            sleep_ms(max(1, min(wait, _IDLE_MS)))
+        self.link.close(b"offline")
+        print("edgewire:", "summary", json.dumps(self.summary()))
 
     def summary(self):
         return {
             "boot": self.boot,
             "samples": self.ring.next_seq,
-            "unstored": len(self.ring),
+            "unstored": self.ring.count,
             "dropped": self.ring.dropped,
             "resends": self.resends,
             "sensor_errors": self.sensor_errors,
@@ -121,12 +123,11 @@ class App:
             "heap_live_peak": self.heap_live_peak,
         }
 
-    def shutdown(self, status):
-        if self.link is not None and self.link.connected:
-            self.link.goodbye(status)
-
-    def sampling_done(self):
-        return self.max_samples is not None and self.ring.next_seq >= self.max_samples
+    def healthy(self):
+        """This start went well: clear the boot-loop counter (writing flash
+        only when it is not already clear)."""
+        if self.board.read("crash.dat") not in (None, b"0"):
+            self.board.write("crash.dat", b"0")
 
     def take_sample(self):
         metrics = {}
@@ -137,33 +138,43 @@ class App:
                 metrics.update(sensor.read())
             except OSError as e:
                 self.sensor_errors += 1
-                print("edgewire: %s: %s" % (sensor.name, e))
+                print("edgewire:", sensor.name, e)
         if metrics:
-            ts = self.board.unix_ms() if self._clock_synced_at is not None else None
+            ts = self.board.unix_ms() if self.clock_synced_at is not None else None
             self.ring.add(encode(self.ring.next_seq, self.boot, ts, metrics))
             self.taken += 1
-
-    def _check_health(self, now):
-        if not self._healthy and ticks_diff(now, self._started) > HEALTHY_AFTER_MS:
-            self._healthy = True
-            self.board.write_int("crash.dat", 0)
 
     # -- the network -------------------------------------------------------
 
     def network_turn(self):
         """One short turn of network work; True if a backlog is still waiting."""
         link = self.link
-        if link is None or not link.connected:
-            if ticks_diff(ticks_ms(), self._next_try) >= 0:
+        if not link.connected:
+            if ticks_diff(ticks_ms(), self.next_try) >= 0:
                 self.connect()
             return False
         try:
             link.poll()
-            self.send_acks()
-            self.check_overdue()
-            busy = self.send_backlog()
-            self.keep_clock()
+            now = ticks_ms()
+            ring = self.ring
+            if not ring.sent:
+                self.waiting_since = now
+            elif ticks_diff(now, self.waiting_since) > self.resend_ms:
+                ring.sent = 0  # `stored` is overdue: send everything held again
+                self.waiting_since = now
+                self.resends += 1
+            busy = self.send()
+            synced = self.clock_synced_at
+            if synced is None or ticks_diff(now, synced) > _CLOCK_RESYNC_MS:
+                try:
+                    if self.board.sync_clock(self.ntp):
+                        self.clock_synced_at = now
+                except (OSError, OverflowError) as e:
+                    self.clock_synced_at = now - _CLOCK_RESYNC_MS + 60000  # retry in a minute
+                    print("edgewire:", "ntp", e)
             return busy
+        except MemoryError:
+            raise  # not the link's fault: main() reboots the board
         except Exception as e:  # noqa: BLE001
             # umqtt signals a dead or garbled link with OSError, IndexError
             # (a read that returned nothing) or AssertionError; all mean
@@ -171,148 +182,159 @@ class App:
             self.lost(e)
             return False
 
-    def connect(self):
-        cfg = self.config
-        wifi = cfg.get("wifi", {})
-        if not self.board.wifi_up(wifi.get("ssid"), wifi.get("password")):
-            self._schedule_retry()
-            return
-        if self.link is None:
-            import ew_mqtt
+    def send(self):
+        """Acknowledgements first, then up to _BATCHES_PER_TURN messages of
+        the backlog, within the link's window; True if more are waiting."""
+        link = self.link
+        ring = self.ring
+        while self.acks and link.unacked < link.window:
+            topic, payload = self.acks[0]
+            link.publish(topic, payload)
+            self.acks.pop(0)
+        for _ in range(_BATCHES_PER_TURN):
+            if ring.count == ring.sent or link.unacked >= link.window:
+                break
+            size, count = message_into(self.outbox, ring, ring.sent, _BATCH_MAX_SAMPLES)
+            link.publish(link.telemetry_topic, memoryview(self.outbox)[:size])
+            ring.sent += count
+        return ring.count > ring.sent
 
-            broker = cfg["broker"]
-            self.link = ew_mqtt.Link(
-                self.device_id, broker["host"], broker.get("port", 1883),
-                broker.get("user"), broker.get("password"),
-                cfg.get("keepalive_s", 30), cfg.get("answer_s", ew_mqtt.ANSWER_S), self.on_message,
-            )  # fmt: skip
+    def connect(self):
+        if not self.board.wifi_up(*self.wifi):
+            self.lost(None)
+            return
         try:
             self.link.connect()
+        except MemoryError:
+            raise
         except Exception as e:  # noqa: BLE001
             # OSError (no route, refused, timeout), MQTTException (bad
             # credentials) or a garbled CONNACK: all mean "try again later".
             self.lost(e)
             return
-        self.ring.rewind()
-        self._waiting_since = ticks_ms()
-        self._attempt = 0
+        self.ring.sent = 0  # a new connection: everything held goes out again
+        self.waiting_since = ticks_ms()
+        self.attempt = 0
 
     def lost(self, error):
-        if self.link is not None:
+        """The link is down (or Wi-Fi is): retry after 2^n seconds, capped,
+        with jitter so a fleet does not reconnect in step."""
+        if error is not None:
             self.link.close()
-        print("edgewire: link lost:", error)
-        self._schedule_retry()
-
-    def _schedule_retry(self):
-        # 2^n seconds, capped, with jitter so a fleet does not reconnect in step.
-        ceiling_ms = min(BACKOFF_MAX_S, 1 << min(self._attempt, 5)) * 1000
+            print("edgewire:", "link lost", error)
+        ceiling_ms = min(_BACKOFF_MAX_S, 1 << min(self.attempt, 5)) * 1000
         jitter = ticks_ms() % (ceiling_ms // 2 + 1)
-        self._next_try = ticks_add(ticks_ms(), ceiling_ms // 2 + jitter)
-        self._attempt += 1
-
-    def keep_clock(self):
-        now = ticks_ms()
-        if (
-            self._clock_synced_at is None
-            or ticks_diff(now, self._clock_synced_at) > CLOCK_RESYNC_MS
-        ):
-            try:
-                if self.board.sync_clock(self.config.get("ntp")):
-                    self._clock_synced_at = now
-            except (OSError, OverflowError) as e:
-                self._clock_synced_at = now - CLOCK_RESYNC_MS + 60000  # retry in a minute
-                print("edgewire: ntp:", e)
-
-    def check_overdue(self):
-        now = ticks_ms()
-        if not self.ring.in_flight():
-            self._waiting_since = now
-        elif ticks_diff(now, self._waiting_since) > self._resend_ms:
-            self.ring.rewind()
-            self._waiting_since = now
-            self.resends += 1
-
-    def send_backlog(self):
-        """Send up to BATCHES_PER_TURN messages; True if more are waiting."""
-        ring = self.ring
-        for _ in range(BATCHES_PER_TURN):
-            if not ring.unsent_count():
-                return False
-            if not self.link.can_publish():
-                return False  # the window is full: PUBACKs first
-            size, count = message_into(self.outbox, ring, ring.in_flight(), BATCH_MAX_SAMPLES)
-            self.link.publish(self.link.telemetry_topic, memoryview(self.outbox)[:size])
-            ring.mark_sent(count)
-        return ring.unsent_count() > 0
-
-    def send_acks(self):
-        while self._acks and self.link.can_publish():
-            topic, payload = self._acks[0]
-            self.link.publish(topic, payload)
-            self._acks.pop(0)
+        self.next_try = ticks_add(ticks_ms(), ceiling_ms // 2 + jitter)
+        self.attempt += 1
 
     # -- what the broker sends ---------------------------------------------
 
     def on_message(self, topic, msg):
-        # Called inside umqtt while it reads: only record, never publish here.
+        # Called inside umqtt while it reads (a connect included): only
+        # record, never publish or load code here.
         if topic.endswith(b"/stored"):
             try:
                 mark = json.loads(msg)
                 if mark["boot"] == self.boot:
-                    held = len(self.ring)
+                    held = self.ring.count
                     self.ring.cover(mark["seq"])
-                    if len(self.ring) < held:
-                        self._waiting_since = ticks_ms()
+                    if self.ring.count < held:
+                        self.waiting_since = ticks_ms()
             except (ValueError, KeyError, TypeError) as e:
-                print("edgewire: bad stored message:", e)
+                print("edgewire:", "bad mark", e)
         elif topic.endswith(b"/cmd"):
-            self._acks.append((topic + b"/ack", self.command(msg)))
+            if len(self.inbox) < _INBOX_MAX:
+                self.inbox.append((topic, msg))
+            else:
+                print("edgewire:", "command", "dropped")  # the sender sees no answer
 
     def command(self, msg):
-        import ew_cmd
+        """Carry out one command (contract §2); the bytes of its answer.
+        A malformed or unknown command is refused, never a crash:
 
-        return ew_cmd.handle(self, msg)
+          {"id": "c1", "set": {"interval_s": 30}}    sampling interval
+          {"id": "c2", "disable": "bme280"}          stop reading a sensor ("enable" again)
+          {"id": "c3", "sleep": {"awake_s": 20, "sleep_s": 600}}   deep-sleep duty cycle (null: off)
+          {"id": "c4", "reboot": true}
+          {"id": "c5", "safe_mode": false}           leave safe mode (and reboot)
+        """
+        cid = None
+        try:
+            cmd = json.loads(msg)
+            cid = cmd.get("id")  # AttributeError: not a JSON object
+            if "set" in cmd:
+                interval = cmd["set"].get("interval_s")
+                if len(cmd["set"]) != 1 or not _number(interval) or not 0.01 <= interval <= 86400:
+                    raise ValueError("interval_s")
+                self.interval_ms = int(interval * 1000)
+            elif "enable" in cmd or "disable" in cmd:
+                name = cmd.get("enable") or cmd.get("disable")
+                if name not in [s.name for s in self.sensors]:
+                    raise ValueError("no sensor " + str(name))
+                if "enable" in cmd:
+                    self.disabled.discard(name)
+                else:
+                    self.disabled.add(name)
+            elif "sleep" in cmd:
+                cycle = cmd["sleep"]
+                if cycle is not None:
+                    awake, asleep = cycle["awake_s"], cycle["sleep_s"]
+                    if not (_number(awake) and _number(asleep) and awake > 0 and asleep > 0):
+                        raise ValueError("sleep")
+                    self.awake_until = ticks_add(ticks_ms(), int(awake * 1000))
+                self.sleep_cfg = cycle
+            elif cmd.get("reboot") is True:
+                self.reboot_requested = True
+            elif cmd.get("safe_mode") is False:
+                self.board.write("crash.dat", b"0")
+                self.reboot_requested = True
+            else:
+                raise ValueError("unknown command")
+            answer = {"id": cid, "ok": True}
+        except KeyError as e:
+            answer = {"id": cid, "ok": False, "error": "missing " + str(e)}
+        except ValueError as e:
+            answer = {"id": cid, "ok": False, "error": str(e) or "malformed"}
+        except (TypeError, AttributeError):  # a value of the wrong kind
+            answer = {"id": cid, "ok": False, "error": "malformed"}
+        return json.dumps(answer).encode()
 
-    # -- deep-sleep duty cycling --------------------------------------------
-
-    def _time_to_sleep(self, now):
-        """Awake time is over, or everything is stored and published."""
-        if ticks_diff(now, self._awake_until) >= 0:
-            return True
-        return (
-            self.taken > 0
-            and len(self.ring) == 0
-            and not self._acks
-            and self.link is not None
-            and self.link.connected
+    def sleep(self):
+        """Deep sleep: keep this boot's state and every unstored sample
+        (the RAM is lost; ew_start reads them back at the wake), say
+        `sleeping`, and sleep. The board layer keeps them in RTC memory
+        when it has some and they fit, in a file otherwise."""
+        ring = self.ring
+        state = {
+            "boot": self.boot,
+            "lo": ring.next_seq - ring.count,
+            "next": ring.next_seq,
+            "interval_ms": self.interval_ms,
+            "sleep": self.sleep_cfg,
+            "disabled": list(self.disabled),
+        }
+        self.board.keep(
+            json.dumps(state).encode(),
+            (ring.entry(i) for i in range(ring.count)) if ring.count else None,
         )
-
-    def go_to_sleep(self):
-        """Keep what is unstored, say `sleeping`, and sleep."""
-        import ew_sleep
-
-        ew_sleep.save(self)
-        self.shutdown(b"sleeping")
+        self.healthy()  # a wake that ends in sleep went well
+        self.link.close(b"sleeping")
         self.board.deepsleep(int(self.sleep_cfg["sleep_s"] * 1000))
-
-    def set_duty_cycle(self, cycle):
-        self.sleep_cfg = cycle
-        if cycle is not None:
-            self._awake_until = ticks_add(ticks_ms(), int(cycle["awake_s"] * 1000))
 
 
 def main(board):
     """Run the program on `board`; a crash is printed and the board reboots."""
-    app = App(board, board.load_config())
+    app = App(board)
     try:
         app.run()
     except SystemExit:
         raise
     except Exception as e:  # noqa: BLE001
-        # Anything unexpected: show it, then start over (the crash counter
-        # decides whether the next start is in safe mode).
+        # Anything unexpected (MemoryError included): show it, then start
+        # over (the crash counter decides whether the next start is in safe
+        # mode).
         if hasattr(sys, "print_exception"):
             sys.print_exception(e)
         else:
-            print("edgewire: crash:", repr(e))
+            print("edgewire:", "crash", repr(e))
         board.reset()

@@ -1,18 +1,24 @@
 # What real hardware (ESP32, ESP8266, Pico W) does differently from a host.
 
+import sys
+
 import machine
 import network
 from ew_board import Board
 
+# RTC memory survives deep sleep (not power loss): the ESP8266 has 492 bytes
+# of it, the ESP32 2 KB, the Pico W none. State kept over a deep sleep goes
+# there when it fits, so a board waking every minute does not wear its flash.
+_RTC_BYTES = {"esp8266": 492, "esp32": 2048}
+
 
 class McuBoard(Board):
-    def __init__(self, root=""):
+    def __init__(self, root="", platform=sys.platform):
         super().__init__(root)
-        import sys
-
-        self.platform = sys.platform
+        self.platform = platform
         self._wdt = None
         self._wlan = network.WLAN(network.STA_IF)
+        self._rtc_bytes = _RTC_BYTES.get(platform, 0)
 
     def sync_clock(self, host):
         import ntptime
@@ -32,15 +38,26 @@ class McuBoard(Board):
             wlan.connect(ssid, password)
         return wlan.isconnected()
 
-    def watchdog_start(self, timeout_ms):
-        self._wdt = machine.WDT(timeout=timeout_ms)
-
-    def watchdog_feed(self):
-        if self._wdt is not None:
+    def watchdog(self, timeout_ms=None):
+        if timeout_ms is not None:
+            self._wdt = machine.WDT(timeout=timeout_ms)
+        elif self._wdt is not None:
             self._wdt.feed()
 
-    def woke_from_deepsleep(self):
-        return machine.reset_cause() == machine.DEEPSLEEP_RESET
+    def keep(self, head, entries):
+        if entries is None and len(head) <= self._rtc_bytes:
+            machine.RTC().memory(head)
+        else:
+            if self._rtc_bytes:
+                machine.RTC().memory(b"")
+            Board.keep(self, head, entries)
+
+    def kept(self):
+        if not self._rtc_bytes:
+            return Board.kept(self)  # the file itself says a sleep came before
+        if machine.reset_cause() != machine.DEEPSLEEP_RESET:
+            return None
+        return machine.RTC().memory() or Board.kept(self)
 
     def reset(self):
         machine.reset()

@@ -13,51 +13,47 @@
 
 import select
 import struct
+import sys
 
 import umqtt.simple
 from ew_board import ticks_diff, ticks_ms
+from micropython import const
 from umqtt.simple import MQTTClient
 
-SOCKET_TIMEOUT_S = 5
-WINDOW = 8  # QoS 1 publishes sent and not yet acknowledged, at most
-ANSWER_S = 10  # a PINGRESP or PUBACK later than this: the link is dead
+_SOCKET_TIMEOUT_S = const(5)
+_WINDOW = const(8)  # QoS 1 publishes sent and not yet acknowledged, at most
+ANSWER_S = const(10)  # a PINGRESP or PUBACK later than this: the link is dead
 
+# umqtt.simple makes its socket through its module global `socket`. This
+# module stands in for it (two functions, no class: heap is scarce), so that
+# socket has a timeout from the start, connect included.
+_real_socket = umqtt.simple.socket
+if _real_socket is not sys.modules[__name__]:
+    getaddrinfo = _real_socket.getaddrinfo
 
-class _TimedSockets:
-    """Stands in for the `socket` module inside umqtt.simple, so the sockets
-    it creates have a timeout from the start (connect included)."""
-
-    def __init__(self, real):
-        self._real = real
-        self.getaddrinfo = real.getaddrinfo
-
-    def socket(self, *args):
-        sock = self._real.socket(*args)
-        sock.settimeout(SOCKET_TIMEOUT_S)
+    def socket(*args):
+        sock = _real_socket.socket(*args)
+        sock.settimeout(_SOCKET_TIMEOUT_S)
         return sock
 
-
-if not isinstance(umqtt.simple.socket, _TimedSockets):
-    umqtt.simple.socket = _TimedSockets(umqtt.simple.socket)
+    umqtt.simple.socket = sys.modules[__name__]
 
 
-class LinkDead(OSError):
-    pass
+class Link(MQTTClient):
+    """umqtt.simple's client, with the additions above. A subclass rather
+    than a wrapper: one object and one attribute table on the heap."""
 
+    window = _WINDOW
 
-class Link:
     def __init__(self, device_id, host, port, user, password, keepalive_s, answer_s, on_message):
-        self.device_id = device_id
+        # answer_s: None for the default
+        super().__init__(device_id, host, port, user=user, password=password, keepalive=keepalive_s)
         prefix = "edgewire/%s/" % device_id
         self.status_topic = (prefix + "status").encode()
         self.telemetry_topic = (prefix + "telemetry").encode()
-        self.client = MQTTClient(
-            device_id, host, port, user=user, password=password, keepalive=keepalive_s
-        )
-        self.client.set_callback(on_message)
-        self.client.set_last_will(self.status_topic, b"offline", retain=True, qos=1)
-        self.keepalive_ms = keepalive_s * 1000
-        self.answer_ms = int(answer_s * 1000)
+        self.set_callback(on_message)
+        self.set_last_will(self.status_topic, b"offline", retain=True, qos=1)
+        self.answer_ms = int((answer_s or ANSWER_S) * 1000)
         self.connected = False
         self.unacked = 0
         self._header = bytearray(7)
@@ -66,106 +62,93 @@ class Link:
         self._waiting_since = None  # when we started waiting for the broker
 
     def connect(self):
-        c = self.client
         # A persistent session: `stored` and commands sent while the board
         # was away are waiting when it comes back.
-        c.connect(clean_session=False)
+        super().connect(clean_session=False)
         self._poller = select.poll()
-        self._poller.register(c.sock, select.POLLIN)
-        c.subscribe(("edgewire/%s/stored" % self.device_id).encode(), 1)
-        c.subscribe(("edgewire/%s/cmd" % self.device_id).encode(), 1)
+        self._poller.register(self.sock, select.POLLIN)
+        prefix = self.status_topic[:-6]  # edgewire/<id>/
+        self.subscribe(prefix + b"stored", 1)
+        self.subscribe(prefix + b"cmd", 1)
         self.unacked = 0
         self._waiting_since = None
         self.publish(self.status_topic, b"online", retain=True)
         self.connected = True
 
     def publish(self, topic, payload, retain=False):
-        """Send a QoS 1 PUBLISH without waiting for its PUBACK."""
-        c = self.client
-        c.pid = c.pid + 1 if c.pid < 65535 else 1
-        size = 2 + len(topic) + 2 + len(payload)
-        header = self._header
-        header[0] = 0x32 | retain
-        i = 1
-        while size > 0x7F:
-            header[i] = (size & 0x7F) | 0x80
-            size >>= 7
-            i += 1
-        header[i] = size
-        struct.pack_into("!H", header, i + 1, len(topic))
-        sock = c.sock
-        sock.settimeout(SOCKET_TIMEOUT_S)
-        sock.write(header, i + 3)
-        sock.write(topic)
-        struct.pack_into("!H", header, 0, c.pid)
-        sock.write(header, 2)
-        sock.write(payload)
-        self.unacked += 1
-        self._sent()
-
-    def can_publish(self):
-        return self.unacked < WINDOW
-
-    def _sent(self):
+        """Send a QoS 1 PUBLISH (or, with no topic, a PINGREQ) without
+        waiting for the answer."""
+        sock = self.sock
+        sock.settimeout(_SOCKET_TIMEOUT_S)
+        if topic is None:
+            sock.write(b"\xc0\x00")  # PINGREQ
+        else:
+            self.pid = self.pid + 1 if self.pid < 65535 else 1
+            size = 2 + len(topic) + 2 + len(payload)
+            header = self._header
+            header[0] = 0x32 | retain
+            i = 1
+            while size > 0x7F:
+                header[i] = (size & 0x7F) | 0x80
+                size >>= 7
+                i += 1
+            header[i] = size
+            struct.pack_into("!H", header, i + 1, len(topic))
+            sock.write(header, i + 3)
+            sock.write(topic)
+            struct.pack_into("!H", header, 0, self.pid)
+            sock.write(header, 2)
+            sock.write(payload)
+            self.unacked += 1
         now = ticks_ms()
         self._last_tx = now
         if self._waiting_since is None:
             self._waiting_since = now
 
     def poll(self):
-        """Handle whatever the broker sent, without waiting for more."""
-        c = self.client
+        """Handle whatever the broker sent, without waiting for more, and
+        keep the link alive."""
+        sock = self.sock
         while True:
             ready = self._poller.poll(0)
             if not ready:
                 break
             if ready[0][1] & (select.POLLHUP | select.POLLERR):
-                raise LinkDead("connection lost")
-            c.sock.settimeout(SOCKET_TIMEOUT_S)
-            op = c.wait_msg()  # PUBLISH and PINGRESP are handled inside
+                raise OSError("hangup")
+            sock.settimeout(_SOCKET_TIMEOUT_S)
+            op = self.wait_msg()  # PUBLISH and PINGRESP are handled inside
             if op == 0x40:  # PUBACK: length byte, packet id
-                c.sock.read(3)
+                sock.read(3)
                 if self.unacked:
                     self.unacked -= 1
             elif op == 0x90:  # a late SUBACK: length, packet id, code
-                c.sock.read(4)
+                sock.read(4)
             elif op is not None:
-                raise LinkDead("unexpected packet 0x%02x" % op)
+                raise OSError("packet", op)  # none we asked for
             self._waiting_since = None if not self.unacked else ticks_ms()
-        self._keepalive()
-
-    def _keepalive(self):
         now = ticks_ms()
-        if (
-            self._waiting_since is not None
-            and ticks_diff(now, self._waiting_since) > self.answer_ms
-        ):
-            raise LinkDead("the broker stopped answering")
-        if ticks_diff(now, self._last_tx) > self.keepalive_ms // 2:
-            sock = self.client.sock
-            sock.settimeout(SOCKET_TIMEOUT_S)
-            sock.write(b"\xc0\x00")  # PINGREQ
-            self._sent()
+        waiting = self._waiting_since
+        if waiting is not None and ticks_diff(now, waiting) > self.answer_ms:
+            raise OSError("the broker stopped answering")
+        if ticks_diff(now, self._last_tx) > self.keepalive * 500:  # half the keepalive
+            self.publish(None, None)
 
-    def goodbye(self, status=b"offline"):
-        """A planned disconnect: say `offline` (or `sleeping`) ourselves,
-        since the Will is only published for unplanned ones."""
+    def close(self, status=None):
+        """Close the link. With a status (`offline`, `sleeping`) it is a
+        planned disconnect: say it ourselves first, since the Will is only
+        published for unplanned ones."""
+        sock = self.sock
+        if sock is None:
+            return
         try:
-            self.publish(self.status_topic, status, retain=True)
-            self.client.sock.write(b"\xe0\x00")  # DISCONNECT
+            if status and self.connected:
+                self.publish(self.status_topic, status, retain=True)
+                sock.write(b"\xe0\x00")  # DISCONNECT
+            sock.close()
         except OSError as e:
             # The link is already gone: the broker publishes our Will
-            # (`offline`) when it notices, so the status ends up close enough.
-            print("edgewire: goodbye failed:", e)
-        self.close()
-
-    def close(self):
+            # (`offline`) when it notices, so the status ends up close
+            # enough; and the socket is closed either way.
+            print("edgewire:", "close", e)
+        self.sock = None
         self.connected = False
-        sock = self.client.sock
-        if sock is not None:
-            # Closing a socket whose peer is gone can raise; it is closed
-            # either way, and the next connect makes a new one.
-            try:
-                sock.close()
-            except OSError as e:
-                print("edgewire: close:", e)

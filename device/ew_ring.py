@@ -7,8 +7,15 @@
 #
 # The ring is preallocated: one bytearray holds the encoded samples end to
 # end (wrapping around), two arrays hold where each starts and how long it
-# is. The samples held always have consecutive seqs, lo() .. next_seq - 1,
-# so seqs need no storage. Adding a sample allocates nothing in the ring.
+# is. The samples held always have consecutive seqs, from
+# `next_seq - count` to `next_seq - 1`, so seqs need no storage. Adding a
+# sample allocates nothing in the ring.
+#
+# Heap is the scarce thing on a board (every method and attribute name costs
+# it), so the ring's state is plain attributes the app reads and sets:
+#   count  samples held
+#   sent   of those, how many at the front went out on this connection
+#          (0 again after a reconnect or an overdue `stored`: resend all)
 
 import json
 from array import array
@@ -19,93 +26,67 @@ class Ring:
         self.max_samples = max_samples
         self._buf = bytearray(max_bytes)
         self._view = memoryview(self._buf)
-        kind = "H" if max_bytes <= 0xFFFF else "I"
-        self._start = array(kind, range(max_samples))
+        self._start = array("H" if max_bytes <= 0xFFFF else "I", range(max_samples))
         self._size = array("H", range(max_samples))
         self._head = 0  # slot of the oldest sample
-        self._count = 0
         self._write = 0  # where the next sample's bytes go
-        self._sent = 0  # samples at the front already sent on this connection
+        self.count = 0
+        self.sent = 0
         self.dropped = 0
         self.next_seq = 0  # the seq the next sample will get
-
-    def __len__(self):
-        return self._count
-
-    def lo(self):
-        """The lowest seq still held (or the next one when empty)."""
-        return self.next_seq - self._count
 
     def add(self, data):
         """Keep an encoded sample; returns its seq."""
         n = len(data)
-        if n > len(self._buf) or n > 0xFFFF:
-            raise ValueError("sample larger than the ring")
-        if self._count == self.max_samples:
-            self._drop()
-        at = self._place(n)
-        self._view[at : at + n] = data
-        slot = (self._head + self._count) % self.max_samples
-        self._start[slot] = at
-        self._size[slot] = n
-        self._count += 1
-        self._write = at + n
-        seq = self.next_seq
-        self.next_seq += 1
-        return seq
-
-    def _place(self, n):
-        """Where n bytes go, dropping the oldest samples until they fit."""
         size = len(self._buf)
-        while self._count:
+        if n > size or n > 0xFFFF:
+            raise ValueError("too big")
+        if self.count == self.max_samples:
+            self._forget(1, True)
+        # Where the n bytes go: drop the oldest samples until they fit.
+        at = 0
+        while self.count:
             oldest = self._start[self._head]
             if self._write > oldest:
                 # Live bytes run from oldest to write: room after, or from 0.
                 if self._write + n <= size:
-                    return self._write
+                    at = self._write
+                    break
                 if n <= oldest:
-                    return 0
+                    break
             elif self._write + n <= oldest:
                 # Live bytes wrap: from oldest to the end, then 0 to write
                 # (write == oldest: the buffer is full).
-                return self._write
-            self._drop()
-        return 0
-
-    def _drop(self):
-        self._head = (self._head + 1) % self.max_samples
-        self._count -= 1
-        self.dropped += 1
-        if self._sent:
-            self._sent -= 1
+                at = self._write
+                break
+            self._forget(1, True)
+        self._view[at : at + n] = data
+        slot = (self._head + self.count) % self.max_samples
+        self._start[slot] = at
+        self._size[slot] = n
+        self.count += 1
+        self._write = at + n
+        self.next_seq += 1
+        return self.next_seq - 1
 
     def cover(self, seq):
         """The edge holds every sample up to `seq`: forget them."""
-        while self._count and self.lo() <= seq:
-            self._head = (self._head + 1) % self.max_samples
-            self._count -= 1
-            if self._sent:
-                self._sent -= 1
+        self._forget(min(self.count, seq + 1 - (self.next_seq - self.count)), False)
+
+    def _forget(self, n, dropped):
+        if n <= 0:
+            return
+        self._head = (self._head + n) % self.max_samples
+        self.count -= n
+        self.sent = max(0, self.sent - n)
+        if dropped:
+            self.dropped += n
 
     def entry(self, index):
         """The bytes of the index-th oldest sample held."""
         slot = (self._head + index) % self.max_samples
         at = self._start[slot]
         return self._view[at : at + self._size[slot]]
-
-    def unsent_count(self):
-        return self._count - self._sent
-
-    def in_flight(self):
-        """How many held samples were sent and are not yet covered."""
-        return self._sent
-
-    def mark_sent(self, count):
-        self._sent += count
-
-    def rewind(self):
-        """A new connection, or `stored` is overdue: everything held goes out again."""
-        self._sent = 0
 
 
 # -- How a sample becomes bytes: the JSON object of contract §2, built without
@@ -129,10 +110,10 @@ def message_into(out, ring, first, max_count):
 
     The first sample carries `lo`, the lowest seq this board still holds,
     so the edge can tell a sample the board dropped from one still coming."""
-    available = min(max_count, len(ring) - first)
+    available = min(max_count, ring.count - first)
     if available <= 0:
         return 0, 0
-    lo = b'{"lo":%d,' % ring.lo()
+    lo = b'{"lo":%d,' % (ring.next_seq - ring.count)
     size = len(out)
     pos = 1 if available > 1 else 0  # room for "[" when it is a batch
     count = 0

@@ -1,12 +1,16 @@
 # The board's program: read config.json, then sample and publish forever.
+# ew_app does it all; this only picks the board layer.
 
-# Code first, buffers after: the MQTT layer (the biggest module) goes into a
-# fresh heap before the app allocates its ring and outbox, which keeps a
-# small heap from fragmenting.
+import sys
+
 import ew_board
-import ew_mqtt  # noqa: F401
 
-board = ew_board.make()
+if sys.platform in ("esp32", "esp8266", "rp2"):
+    from ew_mcu import McuBoard
+
+    board = McuBoard()
+else:
+    board = ew_board.Board()
 import ew_app  # noqa: E402
 
 ew_app.main(board)

@@ -76,9 +76,9 @@ def test_bad_payloads_are_dead_lettered_and_good_ones_arrive(
     assert letters[-1]["detail"].startswith("element 1:"), "the bad element is named"
     assert by_reason["bad_device_id"]["topic"] == "edgewire/Bad_Device!/telemetry"
 
-    health = edge.get("/healthz")
+    # The health report is refreshed every half second: wait for it to catch up.
+    health = eventually(lambda: (h := edge.get("/healthz"))["dead_letters"] == 10 and h)
     assert health["status"] == "ok"
-    assert health["dead_letters"] == 10
     metrics = httpx.get(edge.url + "/metrics", timeout=10).text
     assert 'edgewire_edge_dead_letters_total{reason="not_json"} 2.0' in metrics
     assert 'edgewire_edge_dead_letters_total{reason="too_large"} 1.0' in metrics

@@ -17,9 +17,10 @@ from edgewire.sim.runner import board_config
 from firmware.build import build
 from tests.helpers import BlackHoleProxy, Service, eventually
 
-# The smallest heap this program passes in on the 64-bit unix port (objects
-# there are about twice their size on a 32-bit board), plus room for a ring.
-HEAP = "52K"
+# An ESP8266's heap, on the 64-bit unix port (where objects are about twice
+# their size on a 32-bit board), and the ring that fits beside the program.
+HEAP = "32K"
+RING_BYTES = 2048
 RUNTIMES = ["cpython", "micropython"]
 
 
@@ -35,7 +36,7 @@ def make_board(
 ) -> MicroPythonBoard:
     folder = tmp_path / device_id
     folder.mkdir()
-    config = board_config(device_id, "127.0.0.1", port, rate=10, count=None, ring_bytes=8192)
+    config = board_config(device_id, "127.0.0.1", port, rate=10, count=None, ring_bytes=RING_BYTES)
     config.update(settings)
     (folder / "config.json").write_text(json.dumps(config))
     if runtime == "micropython":
@@ -75,8 +76,10 @@ def test_a_broker_restart_loses_nothing_and_commands_are_answered(
     boards: list[MicroPythonBoard],
 ) -> None:
     device = f"{runtime[:2]}-board"
+    # 5 samples a second: the 3 KB ring holds about 9 s of them, more than a
+    # broker restart and the board's reconnect backoff take.
     board = make_board(
-        tmp_path, runtime, compiled, mosquitto.port, device, max_samples=200, interval_s=0.1
+        tmp_path, runtime, compiled, mosquitto.port, device, max_samples=500, interval_s=0.2
     )
     boards.append(board)
     board.start()
@@ -102,12 +105,14 @@ def test_a_broker_restart_loses_nothing_and_commands_are_answered(
     assert answers[1]["id"] == "c2"
     assert answers[1]["ok"] is False
     assert "unknown command" in answers[1]["error"]
-    run_to_end(board, timeout_s=90)
+    run_to_end(board, timeout_s=150)
     summary = board.summary()
     assert summary is not None
-    assert summary["samples"] == 200
+    assert summary["samples"] == 500
     assert summary["dropped"] == 0, "the ring held the backlog through the restart"
-    assert stored_seqs(cloud, device) == list(range(200))
+    assert stored_seqs(cloud, device) == list(range(500))
+    if runtime == "micropython":
+        assert 0 < summary["heap_peak"] <= 32 * 1024
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -123,7 +128,7 @@ def test_a_half_open_link_is_noticed_and_nothing_is_lost(
     proxy = BlackHoleProxy(mosquitto.port)
     device = f"{runtime[:2]}-halfopen"
     board = make_board(
-        tmp_path, runtime, compiled, proxy.port, device, max_samples=120, interval_s=0.1, answer_s=2
+        tmp_path, runtime, compiled, proxy.port, device, max_samples=120, interval_s=0.2, answer_s=2
     )
     boards.append(board)
     try:
@@ -177,10 +182,10 @@ def test_quick_crashes_put_the_board_in_safe_mode(
             if (board.folder / "crash.dat").exists()
             else "0"
         )
-        return int(crashes) >= 3 and retained_status(mosquitto, device) == "online"
+        return int(crashes) > 3 and retained_status(mosquitto, device) == "online"
 
     eventually(in_safe_mode, timeout_s=60, show=board.console)
-    assert board.exit_codes.count(75) >= 2, "crashes reboot the board"
+    assert board.exit_codes.count(75) >= 3, "crashes reboot the board"
     assert stored_seqs(cloud, device) == [], "no sampling in safe mode"
     acks = subprocess.Popen(
         ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-q", "1",
@@ -234,30 +239,3 @@ def test_deep_sleep_duty_cycle_keeps_the_boot_and_every_sample(
     assert len(boots) == 1
     assert "sleeping" in seen
     assert "online" in seen
-
-
-def test_the_program_runs_in_a_40k_heap_on_the_unix_port(
-    tmp_path: Path,
-    compiled: Path,
-    mosquitto: PrivateMosquitto,
-    cloud: Service,
-    edge: Service,
-    boards: list[MicroPythonBoard],
-) -> None:
-    """Near the smallest heap measured to pass (38K, bench/board.py), as a guard: a
-    change that makes the program bigger fails here first. 40 KB on this
-    64-bit port is about 20 KB on a 32-bit board."""
-    device = "mp-small"
-    folder = tmp_path / device
-    folder.mkdir()
-    config = board_config(device, "127.0.0.1", mosquitto.port, rate=20, count=150, ring_bytes=2048)
-    (folder / "config.json").write_text(json.dumps(config))
-    board = MicroPythonBoard(folder, compiled, "40K")
-    boards.append(board)
-    board.start()
-    run_to_end(board, timeout_s=60)
-    summary = board.summary()
-    assert summary is not None
-    assert summary["dropped"] == 0
-    assert summary["heap_peak"] <= 40 * 1024
-    assert stored_seqs(cloud, device) == list(range(150))

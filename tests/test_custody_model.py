@@ -67,17 +67,17 @@ class World:
     def board_send(self) -> None:
         if not self.connected:
             return
-        size, count = ew_ring.message_into(self.outbox, self.ring, self.ring.in_flight(), 2)
+        size, count = ew_ring.message_into(self.outbox, self.ring, self.ring.sent, 2)
         if count:
             self.broker.to_edge.append(bytes(self.outbox[:size]))
-            self.ring.mark_sent(count)
+            self.ring.sent += count
 
     def board_reconnect(self) -> None:
         self.connected = True
-        self.ring.rewind()
+        self.ring.sent = 0
 
     def board_resend_overdue(self) -> None:
-        self.ring.rewind()
+        self.ring.sent = 0
 
     def board_receive_stored(self) -> None:
         if self.broker.to_board:
@@ -167,7 +167,7 @@ class World:
         """Everything works from now on: run until nothing is left to do."""
         self.board_reconnect()
         for _ in range(10_000):
-            if not len(self.ring) and not self.buffer.stats().records and not self.broker.to_edge:
+            if not self.ring.count and not self.buffer.stats().records and not self.broker.to_edge:
                 return
             self.board_send()
             while self.broker.delivered:
@@ -183,7 +183,7 @@ class World:
                 self.cloud_commit()
             while self.cloud_acks:
                 self.ack_arrives()
-            if not self.ring.unsent_count() and len(self.ring):
+            if self.ring.count == self.ring.sent and self.ring.count:
                 self.board_resend_overdue()
         raise AssertionError("the system did not settle")
 

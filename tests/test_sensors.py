@@ -3,48 +3,22 @@ bus holding a BME280's registers. The driver's integer compensation must
 agree with the datasheet's floating-point formulas (section 8.1), written
 here independently."""
 
-import struct
 import sys
 
 import pytest
 
 from edgewire.paths import DEVICE_DIR
+from edgewire.sim.hardware import BME280_CAL_H, BME280_CAL_P, BME280_CAL_T, BME280Chip, I2CBus
 
 sys.path.insert(0, str(DEVICE_DIR))
 from ew_bme280 import BME280  # type: ignore[import-not-found]
 
-CAL_T = (27504, 26435, -1000)
-CAL_P = (36477, -10685, 3024, 2855, 140, -7, 15500, -14600, 6000)
-CAL_H = (75, 362, 0, 313, 50, 30)
+CAL_T, CAL_P, CAL_H = BME280_CAL_T, BME280_CAL_P, BME280_CAL_H
 
 
-class FakeI2C:
-    """Registers of one BME280 at 0x76; records what the driver writes."""
-
-    def __init__(self, adc_t: int, adc_p: int, adc_h: int, chip_id: int = 0x60) -> None:
-        regs = bytearray(256)
-        regs[0xD0] = chip_id
-        regs[0x88:0xA0] = struct.pack("<HhhHhhhhhhhh", *CAL_T, *CAL_P)
-        h1, h2, h3, h4, h5, h6 = CAL_H
-        regs[0xA1] = h1
-        regs[0xE1:0xE8] = struct.pack("<hB", h2, h3) + bytes(
-            [(h4 >> 4) & 0xFF, (h4 & 0x0F) | ((h5 & 0x0F) << 4), (h5 >> 4) & 0xFF, h6 & 0xFF]
-        )
-        regs[0xF7:0xFF] = bytes(
-            [adc_p >> 12, (adc_p >> 4) & 0xFF, (adc_p & 0x0F) << 4,
-             adc_t >> 12, (adc_t >> 4) & 0xFF, (adc_t & 0x0F) << 4,
-             adc_h >> 8, adc_h & 0xFF]
-        )  # fmt: skip
-        self.regs = regs
-        self.writes: list[tuple[int, bytes]] = []
-
-    def readfrom_mem(self, address: int, register: int, n: int) -> bytes:
-        if address != 0x76:
-            raise OSError(19, "ENODEV")
-        return bytes(self.regs[register : register + n])
-
-    def writeto_mem(self, address: int, register: int, data: bytes) -> None:
-        self.writes.append((register, bytes(data)))
+def fake_i2c(adc_t: int, adc_p: int, adc_h: int, chip_id: int = 0x60) -> I2CBus:
+    """One BME280 at 0x76 on a simulated bus (the one simulated boards use)."""
+    return I2CBus({0x76: BME280Chip(adc_t, adc_p, adc_h, chip_id)})
 
 
 def datasheet_float(adc_t: int, adc_p: int, adc_h: int) -> tuple[float, float, float]:
@@ -75,10 +49,10 @@ def datasheet_float(adc_t: int, adc_p: int, adc_h: int) -> tuple[float, float, f
     [(519888, 415148, 30000), (480000, 390000, 22000), (560000, 450000, 36000)],
 )
 def test_bme280_matches_the_datasheet(adc_t: int, adc_p: int, adc_h: int) -> None:
-    bus = FakeI2C(adc_t, adc_p, adc_h)
+    bus = fake_i2c(adc_t, adc_p, adc_h)
     sensor = BME280(bus)
-    assert (0xF2, b"\x01") in bus.writes, "humidity oversampling set"
-    assert (0xF4, b"\x27") in bus.writes, "normal mode"
+    assert (0xF2, b"\x01") in bus.chips[0x76].writes, "humidity oversampling set"
+    assert (0xF4, b"\x27") in bus.chips[0x76].writes, "normal mode"
     reading = sensor.read()
     temp, pressure, humidity = datasheet_float(adc_t, adc_p, adc_h)
     assert reading["temp_c"] == pytest.approx(temp, abs=0.01)
@@ -88,11 +62,11 @@ def test_bme280_matches_the_datasheet(adc_t: int, adc_p: int, adc_h: int) -> Non
 
 def test_the_datasheet_example_temperature() -> None:
     # Bosch's worked example: these calibration values and adc_T give 25.08 degC.
-    assert BME280(FakeI2C(519888, 415148, 30000)).read()["temp_c"] == 25.08
+    assert BME280(fake_i2c(519888, 415148, 30000)).read()["temp_c"] == 25.08
 
 
 def test_a_missing_or_foreign_chip_is_a_clear_error() -> None:
     with pytest.raises(OSError, match="no BME280"):
-        BME280(FakeI2C(0, 0, 0, chip_id=0x58))  # a BMP280 answers 0x58
+        BME280(fake_i2c(0, 0, 0, chip_id=0x58))  # a BMP280 answers 0x58
     with pytest.raises(OSError, match="ENODEV"):
-        BME280(FakeI2C(0, 0, 0), address=0x77)
+        BME280(fake_i2c(0, 0, 0), address=0x77)

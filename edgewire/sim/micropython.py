@@ -80,7 +80,7 @@ class MicroPythonBoard:
             self.start()
             return True
         if code == EXIT_DEEPSLEEP:
-            sleep_ms = int((self.folder / "sleep_ms.dat").read_text() or "0")
+            sleep_ms = int((self.folder / "sleep.ms").read_text() or "0")
             self._wake_at = time.monotonic() + sleep_ms / 1000
             return True
         return False

@@ -185,12 +185,12 @@ def _board_main(sim: _ThreadBoard) -> None:
     board = ew_board.Board(root=f"{sim.folder}/")
     while sim.running:
         try:
-            sim.app = ew_app.App(board, board.load_config())
+            sim.app = ew_app.App(board)
             sim.app.run()
             return
         except SystemExit as exit_:
             if exit_.code == ew_board.EXIT_DEEPSLEEP:
-                time.sleep(board.read_int("sleep_ms.dat", 0) / 1000)
+                time.sleep(int(board.read("sleep.ms") or 0) / 1000)
             elif exit_.code != ew_board.EXIT_REBOOT:
                 return
         except Exception as exc:
