@@ -102,7 +102,9 @@ def duty_cycle(workdir: Path, compiled: Path, heap: str, wakes: int) -> dict[str
     edge = Edge(workdir, broker.url, cloud.grpc_port).start()
     folder = workdir / "sleepy"
     folder.mkdir()
-    config = board_config("bench-sleepy", "127.0.0.1", broker.port, rate=1, count=None)
+    config = board_config(
+        "bench-sleepy", "127.0.0.1", broker.port, rate=1, count=None, ring_bytes=2048
+    )
     config["sleep"] = {"awake_s": 20, "sleep_s": 0.5}
     (folder / "config.json").write_text(json.dumps(config))
     board = MicroPythonBoard(folder, compiled, heap)

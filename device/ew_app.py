@@ -93,7 +93,6 @@ class App:
                 self.acks.append((topic + b"/ack", self.command(msg)))
             busy = self.network_turn()
             if self.healthy_at is not None and ticks_diff(now, self.healthy_at) > 0:
-                self.healthy_at = None
                 self.healthy()
             if self.reboot_requested and not self.acks:
                 self.link.close(b"offline")
@@ -124,9 +123,10 @@ class App:
         }
 
     def healthy(self):
-        """This start went well: clear the boot-loop counter (writing flash
-        only when it is not already clear)."""
-        if self.board.read("crash.dat") not in (None, b"0"):
+        """This start went well: clear the boot-loop counter, once (a wake
+        from deep sleep starts with it clear: healthy_at None)."""
+        if self.healthy_at is not None:
+            self.healthy_at = None
             self.board.write("crash.dat", b"0")
 
     def take_sample(self):

@@ -78,7 +78,8 @@ def begin(app):
     now = ticks_ms()
     app.next_try = now  # when to try connecting
     app.waiting_since = now  # since when `stored` has been awaited
-    app.healthy_at = ticks_add(now, _HEALTHY_AFTER_MS)
+    # When to clear the crash counter; a wake finds it clear (sleep() clears it).
+    app.healthy_at = None if kept else ticks_add(now, _HEALTHY_AFTER_MS)
     app.awake_until = None  # deep-sleep duty cycling: when this wake ends
     if app.sleep_cfg:
         app.awake_until = ticks_add(now, int(app.sleep_cfg["awake_s"] * 1000))
