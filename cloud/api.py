@@ -23,9 +23,11 @@ from cloud.feeds import feed
 from cloud.storage import ReadingsQuery
 from cloud.storage.threads import StorageThreads
 from edgewire import contract
+from edgewire.durations import parse_duration
 from edgewire.sample import StoredSample
 
 MAX_LIMIT = 100_000
+MIN_EVERY_S = 0.001
 SSE_PING_S = 15
 
 
@@ -69,9 +71,12 @@ def create_app(storage: StorageThreads, bus: Bus, stopping: asyncio.Event) -> St
                 until=_time(request.query_params.get("until"), "until"),
                 limit=_limit(request.query_params.get("limit")),
             )
+            every = _every(request.query_params.get("every"))
         except BadRequest as exc:
             metrics.BAD_REQUESTS.labels("readings").inc()
             return JSONResponse({"error": str(exc)}, status_code=400)
+        if every is not None:
+            return _JSON(await storage.downsample(query, every))
         return _JSON(await storage.readings(query))
 
     async def stream(request: Request) -> Response:
@@ -151,6 +156,19 @@ def _time(value: str | None, name: str) -> float | None:
         return parsed.timestamp()
     if not math.isfinite(seconds):
         raise BadRequest(f"{name} must be finite")
+    return seconds
+
+
+def _every(value: str | None) -> float | None:
+    """`every=60s`: bucket width for server-side downsampling."""
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise BadRequest(f"every: {exc}") from None
+    if seconds < MIN_EVERY_S:
+        raise BadRequest(f"every must be at least {MIN_EVERY_S:g}s")
     return seconds
 
 

@@ -26,3 +26,6 @@ BAD_REQUESTS = Counter(
 SAMPLES_REFUSED = Counter(
     "edgewire_cloud_samples_refused", "Samples from an edge that broke the contract (not stored)"
 )
+RETENTION_DELETED = Counter(
+    "edgewire_cloud_retention_deleted", "Samples deleted because they were older than --retain"
+)

@@ -16,6 +16,7 @@ from cloud.api import create_app
 from cloud.bus import open_bus
 from cloud.config import CloudSettings
 from cloud.ingest import Committer, TelemetryService
+from cloud.retention import keep_only
 from cloud.storage import open_storage
 from cloud.storage.threads import StorageThreads
 from edgewire.errors import EdgewireError
@@ -67,8 +68,13 @@ async def serve_cloud(settings: CloudSettings, stop: asyncio.Event) -> None:
         app = create_app(storage, bus, stopping)
         async with HttpServer(app, settings.host, settings.http_port) as http:
             log.info("cloud ready", grpc_port=port, http_port=http.port, db=redact_url(settings.db))
+            retention = None
+            if settings.retain_s is not None:
+                retention = asyncio.create_task(keep_only(storage, settings.retain_s, stopping))
             await stop.wait()
             stopping.set()
+            if retention is not None:
+                await retention
             await health_servicer.enter_graceful_shutdown()
             await server.stop(grace=min(5.0, settings.shutdown_grace_s / 2))
             await bus.close()

@@ -27,6 +27,7 @@ _BATCH_MAX_SAMPLES = const(20)
 _BATCHES_PER_TURN = const(4)
 _INBOX_MAX = const(4)  # commands waiting to be handled, at most
 _IDLE_MS = const(50)
+_WIFI_POLL_MS = const(500)
 _GC_EVERY = const(16)  # loop turns between collections: keeps a small heap unfragmented
 _CLOCK_RESYNC_MS = const(6 * 3600 * 1000)
 _mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
@@ -201,7 +202,8 @@ class App:
 
     def connect(self):
         if not self.board.wifi_up(*self.wifi):
-            self.lost(None)
+            # Joining takes a few seconds: look again soon, no backoff.
+            self.next_try = ticks_add(ticks_ms(), _WIFI_POLL_MS)
             return
         try:
             self.link.connect()
@@ -217,11 +219,10 @@ class App:
         self.attempt = 0
 
     def lost(self, error):
-        """The link is down (or Wi-Fi is): retry after 2^n seconds, capped,
-        with jitter so a fleet does not reconnect in step."""
-        if error is not None:
-            self.link.close()
-            print("edgewire:", "link lost", error)
+        """The link is down: retry after 2^n seconds, capped, with jitter
+        so a fleet does not reconnect in step."""
+        self.link.close()
+        print("edgewire:", "link lost", error)
         ceiling_ms = min(_BACKOFF_MAX_S, 1 << min(self.attempt, 5)) * 1000
         jitter = ticks_ms() % (ceiling_ms // 2 + 1)
         self.next_try = ticks_add(ticks_ms(), ceiling_ms // 2 + jitter)

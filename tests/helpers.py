@@ -80,7 +80,12 @@ class Service:
         return self.log_path.read_text(errors="replace")
 
 
-def cloud_service(workdir: Path, grpc_port: int | None = None) -> Service:
+def cloud_service(
+    workdir: Path,
+    grpc_port: int | None = None,
+    db: str | None = None,
+    extra: list[str] | None = None,
+) -> Service:
     grpc_port = grpc_port or free_port()
     http_port = free_port()
     argv = edgewire_argv(
@@ -88,7 +93,8 @@ def cloud_service(workdir: Path, grpc_port: int | None = None) -> Service:
         "--host", "127.0.0.1",
         "--grpc-port", str(grpc_port),
         "--http-port", str(http_port),
-        "--db", f"sqlite:///{workdir}/cloud.db",
+        "--db", db or f"sqlite:///{workdir}/cloud.db",
+        *(extra or []),
     )  # fmt: skip
     return Service(argv, workdir / "cloud.log", http_port, grpc_port)
 

@@ -3,7 +3,9 @@
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -13,11 +15,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from edgewire.postgres import PrivatePostgres
 from edgewire.sample import Sample
 from edgewire.v1 import edgewire_pb2 as pb
 from edgewire.v1 import edgewire_pb2_grpc as pb_grpc
 from edgewire.wire import to_proto
-from tests.helpers import Service, SseClient, eventually
+from tests.helpers import Service, SseClient, cloud_service, eventually
 
 TS = 1_800_000_000.0
 
@@ -196,6 +199,8 @@ def test_bad_query_parameters_are_400_with_a_reason(cloud: Service) -> None:
         ("until=2026-01-01T00:00:00", "time zone"),
         ("device=BAD!", "device"),
         ("metric=9x", "metric"),
+        ("every=soon", "every"),
+        ("every=0s", "every"),
     ]:
         response = httpx.get(f"{cloud.url}/api/readings?{query}", timeout=10)
         assert response.status_code == 400, query
@@ -220,3 +225,52 @@ def test_the_dashboard_page_is_served(cloud: Service) -> None:
     assert page.status_code == 200
     assert "edgewire" in page.text
     assert httpx.get(cloud.url + "/app.js", timeout=10).status_code == 200
+
+
+def test_readings_downsampled_server_side(cloud: Service, edge_stream: FakeEdge) -> None:
+    edge_stream.batch(1, [Sample("a", 1, i, TS + i * 10, {"t": float(i)}) for i in range(12)])
+    buckets = cloud.get("/api/readings", device="a", metric="t", every="1m")
+    assert [(b["start"], b["count"], b["min"], b["mean"], b["max"]) for b in buckets] == [
+        (TS, 6, 0.0, 2.5, 5.0),
+        (TS + 60, 6, 6.0, 8.5, 11.0),
+    ]
+
+
+def test_retention_deletes_old_samples_in_the_background(tmp_path: Path) -> None:
+    # Kept 5 minutes, so the cloud looks every 3 s (a hundredth of that).
+    cloud = cloud_service(tmp_path, extra=["--retain", "5m"]).start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{cloud.grpc_port}") as chan:
+            stream = FakeEdge(chan)
+            stream.send(pb.EdgeMessage(hello=pb.Hello(edge_id="e", software_version="test")))
+            now = time.time()
+            old = [Sample("r", 1, i, now - 7200 + i, {"t": 1.0}) for i in range(5)]
+            new = [Sample("r", 1, 10 + i, now - 60 + i, {"t": 2.0}) for i in range(3)]
+            assert stream.batch(1, old + new).stored == 8
+            eventually(lambda: len(cloud.get("/api/readings", device="r")) == 3)
+            assert [r["seq"] for r in cloud.get("/api/readings", device="r")] == [10, 11, 12]
+            stream.close()
+        metrics = httpx.get(cloud.url + "/metrics", timeout=10).text
+        assert "edgewire_cloud_retention_deleted_total 5.0" in metrics
+    finally:
+        assert cloud.stop() == 0
+
+
+def test_the_cloud_runs_on_postgresql(tmp_path: Path) -> None:
+    server = PrivatePostgres().start()
+    try:
+        url = server.create_database("cloud")
+        cloud = cloud_service(tmp_path, db=url).start()
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{cloud.grpc_port}") as chan:
+                stream = FakeEdge(chan)
+                stream.send(pb.EdgeMessage(hello=pb.Hello(edge_id="e", software_version="t")))
+                assert stream.batch(1, [s("p", 0), s("p", 1)]).stored == 2
+                assert stream.batch(2, [s("p", 1)]).duplicates == 1
+                stream.close()
+            assert [r["seq"] for r in cloud.get("/api/readings", device="p")] == [0, 1]
+            assert cloud.get("/api/devices")[0]["samples"] == 2
+        finally:
+            assert cloud.stop() == 0
+    finally:
+        server.stop()

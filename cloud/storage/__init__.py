@@ -3,12 +3,13 @@
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cloud.storage.base import DeviceRow, InsertResult, Reading, ReadingsQuery, Storage
+from cloud.storage.base import Bucket, DeviceRow, InsertResult, Reading, ReadingsQuery, Storage
 from cloud.storage.memory import MemoryStorage
 from cloud.storage.sqlite import SqliteStorage
 from edgewire.errors import ConfigError
 
 __all__ = [
+    "Bucket",
     "DeviceRow",
     "InsertResult",
     "MemoryStorage",
@@ -21,13 +22,17 @@ __all__ = [
 
 
 def open_storage(url: str) -> Storage:
-    """`sqlite:///abs/path.db`, `sqlite:relative.db` or `memory://`."""
+    """`sqlite:///abs/path.db`, `sqlite:relative.db`, `postgresql://…` or `memory://`."""
     parts = urlsplit(url)
     if parts.scheme == "memory":
         return MemoryStorage()
+    if parts.scheme in ("postgresql", "postgres"):
+        from cloud.storage.postgres import PostgresStorage  # psycopg only when asked for
+
+        return PostgresStorage(url)
     if parts.scheme == "sqlite":
         path = parts.netloc + parts.path
         if not path:
             raise ConfigError(f"database URL {url!r} names no file")
         return SqliteStorage(Path(path))
-    raise ConfigError(f"database URL {url!r}: scheme must be sqlite:// or memory://")
+    raise ConfigError(f"database URL {url!r}: scheme must be sqlite://, postgresql:// or memory://")

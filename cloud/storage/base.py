@@ -6,7 +6,8 @@ reused: they are the event ids the live feeds resume from), and how many were
 already held. A batch is acknowledged to the edge only after `insert`
 returned, so the commit is the point of custody.
 
-Implementations: `memory` (tests, the reference model) and `sqlite`.
+Implementations: `memory` (tests, the reference model), `sqlite` (the
+embedded default) and `postgres` (at scale).
 Callers run writes on one thread and reads on another; implementations may
 rely on that.
 """
@@ -25,6 +26,9 @@ class InsertResult(msgspec.Struct, frozen=True):
 
 
 class DeviceRow(msgspec.Struct, frozen=True):
+    """A board as the cloud knows it; `samples` counts every sample ever
+    stored for it (retention does not lower it)."""
+
     id: str
     status: str
     last_seen: float | None
@@ -39,6 +43,19 @@ class Reading(msgspec.Struct, frozen=True):
     ts: float
     metric: str
     value: MetricValue
+
+
+class Bucket(msgspec.Struct, frozen=True):
+    """The readings of one series within [start, start + every): booleans
+    count as 0 and 1, so a flag's mean is the share of the time it was on."""
+
+    device: str
+    metric: str
+    start: float
+    count: int
+    min: float
+    mean: float
+    max: float
 
 
 class ReadingsQuery(msgspec.Struct, frozen=True):
@@ -59,6 +76,14 @@ class Storage(Protocol):
 
     def readings(self, query: ReadingsQuery) -> list[Reading]:
         """Matching readings, oldest first, at most `query.limit`."""
+
+    def downsample(self, query: ReadingsQuery, every_s: float) -> list[Bucket]:
+        """Matching readings per series and per `every_s` seconds (buckets
+        aligned to the Unix epoch), oldest first, at most `query.limit`."""
+
+    def delete_before(self, ts: float, limit: int) -> int:
+        """Delete at most `limit` samples older than `ts` (retention), with
+        their readings; how many went. Event ids are never reused."""
 
     def samples_after(
         self, after_id: int, devices: frozenset[str] | None, limit: int

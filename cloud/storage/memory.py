@@ -1,8 +1,9 @@
 """In-memory storage: the reference model for the storage contract tests."""
 
+import math
 from collections.abc import Sequence
 
-from cloud.storage.base import DeviceRow, InsertResult, Reading, ReadingsQuery
+from cloud.storage.base import Bucket, DeviceRow, InsertResult, Reading, ReadingsQuery
 from edgewire.sample import Sample, SampleKey, StoredSample
 
 
@@ -11,6 +12,8 @@ class MemoryStorage:
         self._samples: list[StoredSample] = []
         self._keys: set[SampleKey] = set()
         self._status: dict[str, tuple[float, str]] = {}
+        self._last_id = 0
+        self._counts: dict[str, int] = {}  # samples stored per device, ever
 
     def insert(self, samples: Sequence[Sample], received_at: float) -> InsertResult:
         stored: list[StoredSample] = []
@@ -20,7 +23,9 @@ class MemoryStorage:
                 duplicates += 1
                 continue
             self._keys.add(sample.key)
-            event = StoredSample(id=len(self._samples) + 1, sample=sample)
+            self._counts[sample.device_id] = self._counts.get(sample.device_id, 0) + 1
+            self._last_id += 1
+            event = StoredSample(id=self._last_id, sample=sample)
             self._samples.append(event)
             stored.append(event)
         return InsertResult(stored=stored, duplicates=duplicates)
@@ -40,7 +45,7 @@ class MemoryStorage:
                     status=self._status.get(device_id, (0.0, "offline"))[1],
                     last_seen=max((s.ts for s in mine), default=None),
                     metrics=sorted({name for s in mine for name in s.m}),
-                    samples=len(mine),
+                    samples=self._counts.get(device_id, 0),
                 )
             )
         return rows
@@ -57,6 +62,24 @@ class MemoryStorage:
         ]
         out.sort(key=lambda r: (r.ts, r.device, r.boot, r.seq, r.metric))
         return out[: query.limit]
+
+    def downsample(self, query: ReadingsQuery, every_s: float) -> list[Bucket]:
+        series: dict[tuple[float, str, str], list[float]] = {}
+        for r in self.readings(ReadingsQuery(query.device, query.metric, query.since, query.until,
+                                             limit=len(self._samples) * 64 + 1)):  # fmt: skip
+            start = math.floor(r.ts / every_s) * every_s
+            series.setdefault((start, r.device, r.metric), []).append(float(r.value))
+        return [
+            Bucket(device, metric, start, len(v), min(v), sum(v) / len(v), max(v))
+            for (start, device, metric), v in sorted(series.items())
+        ][: query.limit]
+
+    def delete_before(self, ts: float, limit: int) -> int:
+        old = [e for e in self._samples if e.sample.ts < ts][:limit]
+        gone = {id(e) for e in old}
+        self._samples = [e for e in self._samples if id(e) not in gone]
+        self._keys -= {e.sample.key for e in old}
+        return len(old)
 
     def samples_after(
         self, after_id: int, devices: frozenset[str] | None, limit: int

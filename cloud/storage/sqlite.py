@@ -6,13 +6,14 @@ AUTOINCREMENT id is the event id of the live feeds, so it is never reused even
 after old rows are deleted.
 """
 
+import math
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 
-from cloud.storage.base import DeviceRow, InsertResult, Reading, ReadingsQuery
+from cloud.storage.base import Bucket, DeviceRow, InsertResult, Reading, ReadingsQuery
 from edgewire.errors import StorageError
 from edgewire.sample import Metrics, Sample, StoredSample
 
@@ -37,7 +38,11 @@ CREATE TABLE IF NOT EXISTS readings (
     value REAL NOT NULL,
     is_flag INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS readings_by_series ON readings (device_id, metric, ts);
+-- The series index carries the value, so range queries and downsampling
+-- never visit the table (it replaced readings_by_series (device_id, metric, ts)).
+CREATE INDEX IF NOT EXISTS readings_by_series_value ON readings (device_id, metric, ts, value);
+DROP INDEX IF EXISTS readings_by_series;
+CREATE INDEX IF NOT EXISTS samples_by_ts ON samples (ts);
 CREATE TABLE IF NOT EXISTS devices (
     id TEXT PRIMARY KEY,
     status TEXT NOT NULL DEFAULT 'offline',
@@ -177,26 +182,100 @@ class SqliteStorage:
         ]
 
     def readings(self, query: ReadingsQuery) -> list[Reading]:
-        where: list[str] = []
-        params: list[object] = []
-        for clause, value in (
-            ("device_id = ?", query.device),
-            ("metric = ?", query.metric),
-            ("ts >= ?", query.since),
-            ("ts < ?", query.until),
-        ):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        sql = "SELECT device_id, boot, seq, ts, metric, value, is_flag FROM readings"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        where, params = _where(query)
+        sql = "SELECT device_id, boot, seq, ts, metric, value, is_flag FROM readings" + where
         sql += " ORDER BY ts, device_id, boot, seq, metric LIMIT ?"
         params.append(query.limit)
         return [
             Reading(r[0], r[1], r[2], r[3], r[4], bool(r[5]) if r[6] else r[5])
             for r in self._reader.execute(sql, params)
         ]
+
+    def downsample(self, query: ReadingsQuery, every_s: float) -> list[Bucket]:
+        if query.device is not None and query.metric is not None:
+            walked = self._walk_buckets(query, query.device, query.metric, every_s)
+            if walked is not None:
+                return walked
+        where, params = _where(query)
+        # The series index serves the filter; grouping by bucket start is
+        # then one pass over the rows in range.
+        sql = (
+            "SELECT device_id, metric, CAST(ts / ? AS INTEGER) AS bucket,"  # ts >= 0
+            " count(*), min(value), avg(value), max(value) FROM readings"
+            + where
+            + " GROUP BY device_id, metric, bucket ORDER BY bucket, device_id, metric LIMIT ?"
+        )
+        rows = self._reader.execute(sql, [every_s, *params, query.limit])
+        return [Bucket(r[0], r[1], r[2] * every_s, r[3], r[4], r[5], r[6]) for r in rows]
+
+    def _walk_buckets(
+        self, query: ReadingsQuery, device: str, metric: str, every_s: float
+    ) -> list[Bucket] | None:
+        """One series: walk its buckets in order, each one a range search of
+        the series index. GROUP BY would sort every reading in a temporary
+        B-tree first; for a week of 1 s data into 1,000 buckets this is
+        about 2 times faster. The aggregates come back packed in one text
+        (a scalar subquery has one column), printed with 17 digits: exact.
+        None when the range holds too many buckets (sparse data over a long
+        time): GROUP BY does better there."""
+        db = self._reader
+        first, last = db.execute(
+            "SELECT min(ts), max(ts) FROM readings WHERE device_id = ? AND metric = ?"
+            " AND ts >= ? AND ts < ?",
+            (device, metric, query.since or 0.0, query.until or math.inf),
+        ).fetchone()
+        if first is None:
+            return []
+        k0, k1 = math.floor(first / every_s), math.floor(last / every_s)
+        if k1 - k0 + 1 > 4 * query.limit:
+            return None
+        since, until = query.since or 0.0, query.until or math.inf
+        rows = db.execute(
+            "WITH RECURSIVE b(k) AS (SELECT ? UNION ALL SELECT k + 1 FROM b WHERE k < ?)"
+            " SELECT k, (SELECT printf('%d %!.17g %!.17g %!.17g', count(value), min(value),"
+            " avg(value), max(value)) FROM readings WHERE device_id = ? AND metric = ?"
+            " AND ts >= max(k * ?, ?) AND ts < min((k + 1) * ?, ?)) FROM b",
+            (k0, k1, device, metric, every_s, since, every_s, until),
+        )
+        buckets = []
+        for k, packed in rows:
+            count, low, mean, high = packed.split(" ")
+            if count != "0":
+                start = k * every_s
+                buckets.append(Bucket(device, metric, start, int(count), float(low),
+                                      float(mean), float(high)))  # fmt: skip
+                if len(buckets) == query.limit:
+                    break
+        return buckets
+
+    def delete_before(self, ts: float, limit: int) -> int:
+        db = self._writer
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            old = db.execute(
+                "SELECT id, device_id, ts FROM samples WHERE ts < ? ORDER BY ts LIMIT ?",
+                (ts, limit),
+            ).fetchall()
+            if old:
+                db.executemany("DELETE FROM samples WHERE id = ?", [(r[0],) for r in old])
+                # Readings go series by series, through the series index, up
+                # to the newest sample deleted (the rest go in the next round).
+                devices = sorted({r[1] for r in old})
+                for device_id, metric in db.execute(
+                    "SELECT device_id, metric FROM device_metrics"
+                    f" WHERE device_id IN ({', '.join('?' * len(devices))})",
+                    devices,
+                ).fetchall():
+                    db.execute(
+                        "DELETE FROM readings WHERE device_id = ? AND metric = ? AND ts <= ?",
+                        (device_id, metric, old[-1][2]),
+                    )
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StorageError(f"cloud database delete failed: {exc}") from exc
+        return len(old)
 
     def samples_after(
         self, after_id: int, devices: frozenset[str] | None, limit: int
@@ -218,3 +297,18 @@ class SqliteStorage:
     def close(self) -> None:
         self._reader.close()
         self._writer.close()
+
+
+def _where(query: ReadingsQuery) -> tuple[str, list[object]]:
+    where: list[str] = []
+    params: list[object] = []
+    for clause, value in (
+        ("device_id = ?", query.device),
+        ("metric = ?", query.metric),
+        ("ts >= ?", query.since),
+        ("ts < ?", query.until),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    return (" WHERE " + " AND ".join(where) if where else ""), params

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from cloud.storage.base import DeviceRow, InsertResult, Reading, ReadingsQuery, Storage
+from cloud.storage.base import Bucket, DeviceRow, InsertResult, Reading, ReadingsQuery, Storage
 from edgewire.sample import Sample, StoredSample
 
 
@@ -33,6 +33,14 @@ class StorageThreads:
     async def readings(self, query: ReadingsQuery) -> list[Reading]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reads, self._storage.readings, query)
+
+    async def downsample(self, query: ReadingsQuery, every_s: float) -> list[Bucket]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reads, self._storage.downsample, query, every_s)
+
+    async def delete_before(self, ts: float, limit: int) -> int:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writes, self._storage.delete_before, ts, limit)
 
     async def samples_after(
         self, after_id: int, devices: frozenset[str] | None, limit: int
