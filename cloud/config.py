@@ -17,7 +17,9 @@ class CloudSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     db: Annotated[
         str, Meta(description="storage: sqlite:///path, postgresql://user@host/db or memory://")
     ] = "sqlite:///var/lib/edgewire/cloud.db"
-    bus: Annotated[str, Meta(description="bus between ingest and feeds")] = "memory://"
+    bus: Annotated[
+        str, Meta(description="bus between ingest and feeds: memory:// or amqp://user:pw@host/")
+    ] = "memory://"
     retain: Annotated[
         str | None, Meta(description="delete samples older than this, e.g. 30d (default: keep all)")
     ] = None
@@ -36,5 +38,5 @@ class CloudSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 raise ValueError(f"retain: {exc}") from None
         if not self.db.startswith(("sqlite:", "memory:", "postgresql:", "postgres:")):
             raise ValueError("db: must start with sqlite://, postgresql:// or memory://")
-        if not self.bus.startswith("memory:"):
-            raise ValueError("bus: must be memory:// (AMQP comes in a later version)")
+        if not self.bus.startswith(("memory:", "amqp:", "amqps:")):
+            raise ValueError("bus: must be memory:// or amqp://")

@@ -45,9 +45,10 @@ def grpc_server_options() -> list[tuple[str, int]]:
 
 async def serve_cloud(settings: CloudSettings, stop: asyncio.Event) -> None:
     storage = StorageThreads(open_storage(settings.db))
-    bus = open_bus(settings.bus)
+    bus = open_bus(settings.bus, storage)
     stopping = asyncio.Event()
     try:
+        await bus.start()
         server = grpc.aio.server(options=grpc_server_options())
         committer = Committer(storage, bus)
         service = TelemetryService(committer, storage, bus)
@@ -67,7 +68,13 @@ async def serve_cloud(settings: CloudSettings, stop: asyncio.Event) -> None:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         app = create_app(storage, bus, stopping)
         async with HttpServer(app, settings.host, settings.http_port) as http:
-            log.info("cloud ready", grpc_port=port, http_port=http.port, db=redact_url(settings.db))
+            log.info(
+                "cloud ready",
+                grpc_port=port,
+                http_port=http.port,
+                db=redact_url(settings.db),
+                bus=redact_url(settings.bus),
+            )
             retention = None
             if settings.retain_s is not None:
                 retention = asyncio.create_task(keep_only(storage, settings.retain_s, stopping))

@@ -4,6 +4,7 @@ from urllib.parse import urlsplit
 
 from cloud.bus.base import Bus, Event, StatusChange, SubscriberTooSlow, Subscription
 from cloud.bus.memory import MemoryBus
+from cloud.storage.threads import StorageThreads
 from edgewire.errors import ConfigError
 
 __all__ = [
@@ -17,8 +18,13 @@ __all__ = [
 ]
 
 
-def open_bus(url: str) -> Bus:
+def open_bus(url: str, storage: StorageThreads) -> Bus:
+    """`memory://` (one process) or `amqp://user:password@host/vhost`."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         return MemoryBus()
-    raise ConfigError(f"bus URL {url!r}: only memory:// is available in this version")
+    if scheme in ("amqp", "amqps"):
+        from cloud.bus.amqp import AmqpBus  # aio-pika only when asked for
+
+        return AmqpBus(url, storage)
+    raise ConfigError(f"bus URL {url!r}: scheme must be memory:// or amqp://")

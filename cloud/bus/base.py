@@ -4,7 +4,8 @@ Rule: ingest publishes a sample only after storage committed it, with its
 storage id, so a feed can always fill a gap from storage. Every subscription
 has a bounded queue; a subscriber that falls behind is cut off (its iterator
 raises SubscriberTooSlow and a counter moves) rather than slowing ingest or
-anyone else. Implementations: `memory` (one process); AMQP comes later.
+anyone else. Implementations: `memory` (one process) and `amqp` (RabbitMQ,
+several processes).
 """
 
 from collections.abc import AsyncIterator, Sequence
@@ -35,6 +36,8 @@ class Subscription(Protocol):
 
 
 class Bus(Protocol):
+    async def start(self) -> None: ...
+
     async def publish(self, events: Sequence[Event]) -> None: ...
 
     def subscribe(self, max_queued: int) -> AbstractAsyncContextManager[Subscription]: ...

@@ -40,6 +40,9 @@ class MemoryBus:
     def __init__(self) -> None:
         self._subscribers: set[_MemorySubscription] = set()
 
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
     async def publish(self, events: Sequence[Event]) -> None:
         for subscriber in list(self._subscribers):
             for event in events:

@@ -1,0 +1,92 @@
+"""The cloud scaled out: two `edgewire cloud` processes (each an ingest and a
+feed) sharing one PostgreSQL and one RabbitMQ, both private to this test.
+Samples sent to either ingest reach the live subscribers of both feeds,
+once each and in event-id order."""
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from edgewire.postgres import PrivatePostgres
+from edgewire.rabbitmq import PrivateRabbitMQ
+from edgewire.sample import Sample
+from edgewire.v1 import edgewire_pb2 as pb
+from tests.helpers import Service, SseClient, cloud_service, eventually
+from tests.test_cloud import TS, FakeEdge
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    postgres = PrivatePostgres().start()
+    rabbit = PrivateRabbitMQ()
+    try:
+        rabbit.start()
+        yield postgres.create_database("cloud"), rabbit.url
+    finally:
+        rabbit.stop()
+        postgres.stop()
+
+
+@pytest.fixture
+def clouds(tmp_path: Path, shared: tuple[str, str]) -> Iterator[list[Service]]:
+    db, bus = shared
+    started: list[Service] = []
+    try:
+        for name in ("one", "two"):
+            folder = tmp_path / name
+            folder.mkdir()
+            started.append(cloud_service(folder, db=db, extra=["--bus", bus]).start())
+        yield started
+    finally:
+        for cloud in started:
+            assert cloud.stop() == 0, "SIGTERM stops a scaled-out cloud cleanly"
+
+
+def send(cloud: Service, device: str, batches: int, per_batch: int) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{cloud.grpc_port}") as channel:
+        edge = FakeEdge(channel)
+        edge.send(pb.EdgeMessage(hello=pb.Hello(edge_id=f"edge-{device}", software_version="t")))
+        for b in range(batches):
+            samples = [
+                Sample(device, 1, seq, TS + seq, {"t": float(seq)})
+                for seq in range(b * per_batch, (b + 1) * per_batch)
+            ]
+            assert edge.batch(b + 1, samples).stored == per_batch
+        edge.close()
+
+
+def test_samples_sent_to_either_ingest_reach_subscribers_of_both_feeds_once(
+    clouds: list[Service],
+) -> None:
+    one, two = clouds
+    with (
+        SseClient(one.url + "/api/stream") as on_one,
+        SseClient(two.url + "/api/stream") as on_two,
+        SseClient(two.url + "/api/stream?device=dev-b") as only_b_on_two,
+    ):
+        # Two edges at once, one to each ingest process.
+        writers = [
+            threading.Thread(target=send, args=(one, "dev-a", 10, 20)),
+            threading.Thread(target=send, args=(two, "dev-b", 10, 20)),
+        ]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join(60)
+        eventually(lambda: len(on_one.samples()) >= 400, show=on_one.samples)
+        eventually(lambda: len(on_two.samples()) >= 400, show=on_two.samples)
+        eventually(lambda: len(only_b_on_two.samples()) >= 200)
+    for subscriber in (on_one, on_two):
+        seen = subscriber.samples()
+        keys = [(x["device"], x["seq"]) for x in seen]
+        assert len(keys) == 400 == len(set(keys)), "every sample once"
+        assert sorted(keys) == sorted(
+            [("dev-a", i) for i in range(200)] + [("dev-b", i) for i in range(200)]
+        )
+        ids = [x["id"] for x in seen]
+        assert ids == sorted(ids), "in event-id (commit) order"
+    assert {x["device"] for x in only_b_on_two.samples()} == {"dev-b"}
+    assert on_one.samples() == on_two.samples(), "both feeds tell the same story"
