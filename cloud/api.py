@@ -14,14 +14,17 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
 
 from cloud import metrics
 from cloud.bus import Bus, StatusChange, SubscriberTooSlow
 from cloud.feeds import feed
+from cloud.shapes import sample_json
 from cloud.storage import ReadingsQuery
 from cloud.storage.threads import StorageThreads
+from cloud.ws import serve_websocket
 from edgewire import contract
 from edgewire.durations import parse_duration
 from edgewire.sample import StoredSample
@@ -42,19 +45,6 @@ class _JSON(Response):
 
     def render(self, content: Any) -> bytes:
         return msgspec.json.encode(content)
-
-
-def sample_json(event: StoredSample) -> dict[str, Any]:
-    s = event.sample
-    return {
-        "id": event.id,
-        "device": s.device_id,
-        "boot": s.boot,
-        "seq": s.seq,
-        "ts": s.ts,
-        "ts_from_edge": s.ts_from_edge,
-        "m": s.m,
-    }
 
 
 def create_app(storage: StorageThreads, bus: Bus, stopping: asyncio.Event) -> Starlette:
@@ -105,6 +95,9 @@ def create_app(storage: StorageThreads, bus: Bus, stopping: asyncio.Event) -> St
         except SubscriberTooSlow:
             yield ServerSentEvent(data="too slow; reconnect to resume", event="overflow")
 
+    async def ws(websocket: WebSocket) -> None:
+        await serve_websocket(websocket, storage, bus)
+
     async def healthz(request: Request) -> Response:
         if stopping.is_set():
             return JSONResponse({"status": "stopping"}, status_code=503)
@@ -119,6 +112,7 @@ def create_app(storage: StorageThreads, bus: Bus, stopping: asyncio.Event) -> St
             Route("/api/devices", devices),
             Route("/api/readings", readings),
             Route("/api/stream", stream),
+            WebSocketRoute("/api/ws", ws),
             Route("/healthz", healthz),
             Route("/metrics", prometheus),
             Mount("/", StaticFiles(directory=str(static), html=True)),

@@ -29,3 +29,4 @@ SAMPLES_REFUSED = Counter(
 RETENTION_DELETED = Counter(
     "edgewire_cloud_retention_deleted", "Samples deleted because they were older than --retain"
 )
+WS_CLIENTS = Gauge("edgewire_cloud_ws_clients", "WebSocket feed clients connected")

@@ -89,12 +89,19 @@ def cli() -> None:
 def _register() -> None:
     # Imported here so `edgewire --help` stays fast and each command pulls in
     # only its own dependencies.
-    from edgewire.commands import cloud_command, demo_command, edge_group, sim_command
+    from edgewire.commands import (
+        cloud_command,
+        demo_command,
+        edge_group,
+        sim_command,
+        tail_command,
+    )
 
     cli.add_command(demo_command)
     cli.add_command(edge_group)
     cli.add_command(cloud_command)
     cli.add_command(sim_command)
+    cli.add_command(tail_command)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -125,6 +125,28 @@ def sim_command(**options: Any) -> None:
     raise SystemExit(run_sim(SimOptions(**options)))
 
 
+@click.command("tail")
+@click.option(
+    "--cloud", default="http://127.0.0.1:8080", show_default=True, help="the cloud's HTTP URL"
+)
+@click.option("--device", default=None, help="only this board")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object a line, as the feed sends")
+def tail_command(cloud: str, device: str | None, as_json: bool) -> None:
+    """Print live telemetry from the cloud, one line a sample, until Ctrl-C.
+
+    Reconnects by itself, resuming after the last sample it printed.
+    """
+    from edgewire import contract
+    from edgewire.tail import tail
+
+    if device is not None and not contract.is_device_id(device):
+        raise click.BadParameter(f"{device!r} is not a device id", param_hint="--device")
+    try:
+        tail(cloud, device, as_json)
+    except KeyboardInterrupt:
+        raise SystemExit(0) from None
+
+
 @click.command("demo")
 @click.option("--devices", type=click.IntRange(1, 100), default=3, show_default=True, help="boards")
 @click.option(

@@ -35,6 +35,10 @@ def bind_tcp(host: str, port: int) -> socket.socket:
     return sock
 
 
+# A WebSocket client only ever sends small control messages.
+WS_MAX_FRAME_BYTES = 64 * 1024
+
+
 class HttpServer:
     """`async with HttpServer(app, host, port):` serves until the block ends."""
 
@@ -47,6 +51,10 @@ class HttpServer:
             lifespan="off",
             access_log=False,
             timeout_graceful_shutdown=graceful_s,
+            ws="websockets",
+            ws_max_size=WS_MAX_FRAME_BYTES,
+            ws_ping_interval=20.0,
+            ws_ping_timeout=20.0,
         )
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None

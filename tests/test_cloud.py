@@ -1,7 +1,10 @@
 """The cloud as a real process, driven by a gRPC client speaking edgewire.v1
 (as an edge would) and by HTTP/SSE clients (as dashboards would)."""
 
+import json
 import queue
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,9 +17,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
 
 from edgewire.postgres import PrivatePostgres
+from edgewire.procs import edgewire_argv
 from edgewire.sample import Sample
+from edgewire.tail import format_sample, format_status, parse_sse
 from edgewire.v1 import edgewire_pb2 as pb
 from edgewire.v1 import edgewire_pb2_grpc as pb_grpc
 from edgewire.wire import to_proto
@@ -274,3 +281,105 @@ def test_the_cloud_runs_on_postgresql(tmp_path: Path) -> None:
             assert cloud.stop() == 0
     finally:
         server.stop()
+
+
+def ws_receive(socket: Any, kind: str, timeout_s: float = 10) -> dict[str, Any]:
+    """The next message of `kind`, skipping others (status changes)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        message: dict[str, Any] = json.loads(socket.recv(max(0.1, deadline - time.monotonic())))
+        if kind in message:
+            return message
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {kind} message within {timeout_s} s")
+
+
+def test_websocket_subscribe_resume_refilter_and_refuse(
+    cloud: Service, edge_stream: FakeEdge
+) -> None:
+    edge_stream.batch(1, [s("a", 0), s("b", 0), s("a", 1)])
+    url = f"ws://127.0.0.1:{cloud.http_port}/api/ws"
+    with ws_connect(url) as socket:
+        socket.send(json.dumps({"subscribe": {"devices": ["a"], "after": 0}}))
+        assert ws_receive(socket, "subscribed")["subscribed"] == {"devices": ["a"], "after": 0}
+        replayed = [ws_receive(socket, "sample")["sample"] for _ in range(2)]
+        assert [(x["device"], x["seq"]) for x in replayed] == [("a", 0), ("a", 1)]
+        edge_stream.batch(2, [s("b", 1), s("a", 2)])
+        assert ws_receive(socket, "sample")["sample"]["seq"] == 2, "live, filtered to a"
+        # A new subscription replaces the filter and resumes where asked.
+        socket.send(json.dumps({"subscribe": {"devices": ["b"], "after": replayed[-1]["id"]}}))
+        ws_receive(socket, "subscribed")
+        assert [ws_receive(socket, "sample")["sample"]["seq"] for _ in range(1)] == [1]
+        for bad, reason in [
+            ("not json", "not JSON"),
+            ("[1]", "object"),
+            ('{"subscribe": {"devices": ["BAD!"]}}', "device id"),
+            ('{"subscribe": {"after": -1}}', "after"),
+            ('{"subscribe": {"devices": "a"}}', "list"),
+            ('{"fly": true}', "expected subscribe"),
+            ('{"cmd": {"id": "c1", "reboot": true}}', "not available"),
+        ]:
+            socket.send(bad)
+            assert reason in ws_receive(socket, "error")["error"], bad
+        socket.send(json.dumps({"unsubscribe": True}))
+        ws_receive(socket, "unsubscribed")
+        edge_stream.batch(3, [s("b", 2)])
+        socket.send(json.dumps({"subscribe": {"devices": None, "after": None}}))
+        ws_receive(socket, "subscribed")
+        edge_stream.batch(4, [s("b", 3)])
+        live = ws_receive(socket, "sample")["sample"]
+        assert (live["device"], live["seq"]) == ("b", 3), "after unsubscribing, nothing queued up"
+    metrics = httpx.get(cloud.url + "/metrics", timeout=10).text
+    assert 'edgewire_cloud_bad_requests_total{endpoint="ws"} 7.0' in metrics
+
+
+def test_a_websocket_frame_too_large_is_refused(cloud: Service) -> None:
+    with ws_connect(f"ws://127.0.0.1:{cloud.http_port}/api/ws") as socket:
+        socket.send("x" * (128 * 1024))
+        with pytest.raises(ConnectionClosed) as closed:
+            socket.recv(10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009, "message too big"
+
+
+def test_edgewire_tail_prints_the_feed_and_resumes_after_a_cloud_restart(
+    cloud: Service, edge_stream: FakeEdge
+) -> None:
+    tail = subprocess.Popen(
+        [*edgewire_argv("tail", "--cloud", cloud.url, "--device", "t")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)  # connected: the feed is live-only without a Last-Event-ID
+        edge_stream.batch(1, [s("t", 0, temp_c=21.5), s("other", 0), s("t", 1, temp_c=22.0)])
+        assert tail.stdout is not None
+        first = [tail.stdout.readline() for _ in range(2)]
+        assert "t boot 1 seq 0  temp_c=21.5" in first[0]
+        assert first[1].startswith("2027-01-15T08:00:01.000Z t boot 1 seq 1")
+        edge_stream.close()
+        assert cloud.stop() == 0
+        cloud.start()  # the same database: tail resumes after seq 1
+        with grpc.insecure_channel(f"127.0.0.1:{cloud.grpc_port}") as chan:
+            again = FakeEdge(chan)
+            again.send(pb.EdgeMessage(hello=pb.Hello(edge_id="e", software_version="t")))
+            again.batch(1, [s("t", 2, temp_c=23.0)])
+            assert "seq 2  temp_c=23.0" in tail.stdout.readline()
+            again.close()
+    finally:
+        tail.send_signal(signal.SIGINT)
+        _, errors = tail.communicate(timeout=10)
+    assert tail.returncode == 0, "Ctrl-C ends it quietly"
+    assert "reconnecting" in errors
+
+
+def test_tail_formats_samples_and_statuses() -> None:
+    line = format_sample(
+        {"device": "g-1", "boot": 2, "seq": 7, "ts": 1_800_000_000.25, "ts_from_edge": True,
+         "m": {"rh": 40.1, "temp_c": 21.5}}
+    )  # fmt: skip
+    assert line == "2027-01-15T08:00:00.250Z g-1 boot 2 seq 7  rh=40.1 temp_c=21.5 (edge time)"
+    assert format_status({"device_id": "g-1", "status": "offline", "at": 1_800_000_000}) == (
+        "2027-01-15T08:00:00.000Z g-1 is offline"
+    )
+    events = list(parse_sse(["id: 4", "event: sample", "data: {}", "", ": ping", "data: x", ""]))
+    assert events == [{"id": "4", "event": "sample", "data": "{}"}, {"data": "x"}]

@@ -1,0 +1,92 @@
+"""`edgewire tail`: the cloud's live feed in a terminal, one line a sample.
+
+It reads `/api/stream` (SSE), and when the connection drops it reconnects
+with `Last-Event-ID`, so nothing is missed or printed twice.
+"""
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from edgewire.errors import EdgewireError
+
+RETRY_MAX_S = 10.0
+READ_TIMEOUT_S = 60.0  # the cloud pings the stream well within this
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[dict[str, str]]:
+    """Server-sent events from the stream's lines: {"event", "id", "data"}."""
+    event: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if "data" in event:
+                yield event
+            event = {}
+        elif line.startswith(":"):
+            continue
+        else:
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data" and "data" in event:
+                event["data"] += "\n" + value
+            elif name in ("event", "id", "data"):
+                event[name] = value
+
+
+def format_sample(sample: dict[str, Any]) -> str:
+    when = datetime.fromtimestamp(sample["ts"], UTC).isoformat(timespec="milliseconds")
+    metrics = " ".join(f"{name}={value}" for name, value in sorted(sample["m"].items()))
+    stamped = " (edge time)" if sample.get("ts_from_edge") else ""
+    return (
+        f"{when.replace('+00:00', 'Z')} {sample['device']} "
+        f"boot {sample['boot']} seq {sample['seq']}  {metrics}{stamped}"
+    )
+
+
+def format_status(status: dict[str, Any]) -> str:
+    when = datetime.fromtimestamp(status["at"], UTC).isoformat(timespec="milliseconds")
+    return f"{when.replace('+00:00', 'Z')} {status['device_id']} is {status['status']}"
+
+
+def tail(cloud: str, device: str | None, as_json: bool, out: TextIO = sys.stdout) -> None:
+    """Print the feed until interrupted; reconnects (with backoff) on errors."""
+    query = urllib.parse.urlencode({"device": device} if device else {})
+    url = cloud.rstrip("/") + "/api/stream" + (f"?{query}" if query else "")
+    last_id: str | None = None
+    delay = 0.5
+    while True:
+        headers = {"Accept": "text/event-stream"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = last_id
+        try:
+            request = urllib.request.Request(url, headers=headers)
+            with urllib.request.urlopen(request, timeout=READ_TIMEOUT_S) as response:
+                delay = 0.5
+                lines = (raw.decode("utf-8").rstrip("\r\n") for raw in response)
+                for event in parse_sse(lines):
+                    kind = event.get("event", "message")
+                    if kind == "sample":
+                        last_id = event.get("id", last_id)
+                        sample = json.loads(event["data"])
+                        print(event["data"] if as_json else format_sample(sample), file=out)
+                    elif kind == "status":
+                        status = json.loads(event["data"])
+                        print(event["data"] if as_json else format_status(status), file=out)
+                    out.flush()
+            reason = "the cloud ended the stream"
+        except urllib.error.HTTPError as exc:
+            if 400 <= exc.code < 500:
+                detail = exc.read().decode(errors="replace")[:200]
+                raise EdgewireError(f"tail: {url}: {exc.code} {detail}") from None
+            reason = f"HTTP {exc.code}"
+        except (OSError, ValueError) as exc:
+            reason = str(exc) or type(exc).__name__
+        print(f"edgewire tail: {reason}; reconnecting in {delay:g} s", file=sys.stderr)
+        time.sleep(delay)
+        delay = min(RETRY_MAX_S, delay * 2)
