@@ -1,7 +1,6 @@
 """The cloud's HTTP API, the SSE feed and the dashboard (contract §4)."""
 
 import asyncio
-import json
 import math
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -19,15 +18,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from cloud import metrics
-from cloud.bus import Bus, StatusChange, SubscriberTooSlow
-from cloud.feeds import feed
-from cloud.shapes import sample_json
+from cloud.bus import Bus, SubscriberTooSlow
+from cloud.feeds import feed_batches
+from cloud.shapes import sse_chunk
 from cloud.storage import ReadingsQuery
 from cloud.storage.threads import StorageThreads
 from cloud.ws import serve_websocket
 from edgewire import contract
 from edgewire.durations import parse_duration
-from edgewire.sample import StoredSample
 
 MAX_LIMIT = 100_000
 MIN_EVERY_S = 0.001
@@ -81,17 +79,12 @@ def create_app(storage: StorageThreads, bus: Bus, stopping: asyncio.Event) -> St
 
     async def _sse_events(
         devices: frozenset[str] | None, after: int | None
-    ) -> AsyncIterator[ServerSentEvent]:
+    ) -> AsyncIterator[ServerSentEvent | bytes]:
         # Tell the browser how soon to reconnect after the stream ends.
         yield ServerSentEvent(comment="edgewire live feed", retry=2000)
         try:
-            async for event in feed(storage, bus, devices, after):
-                if isinstance(event, StoredSample):
-                    data = json.dumps(sample_json(event), separators=(",", ":"))
-                    yield ServerSentEvent(data=data, id=str(event.id), event="sample")
-                elif isinstance(event, StatusChange):
-                    data = msgspec.json.encode(event).decode()
-                    yield ServerSentEvent(data=data, event="status")
+            async for batch in feed_batches(storage, bus, devices, after):
+                yield sse_chunk(batch)  # one write for what was queued
         except SubscriberTooSlow:
             yield ServerSentEvent(data="too slow; reconnect to resume", event="overflow")
 

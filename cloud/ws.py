@@ -11,7 +11,9 @@ Client → cloud, one JSON object a message:
 Cloud → client:
 
     {"subscribed": {"devices": [...] | null, "after": ... | null}}
-    {"sample": {"id", "device", "boot", "seq", "ts", "ts_from_edge", "m"}}
+    {"samples": [{"id", "device", "boot", "seq", "ts", "ts_from_edge", "m"}, ...]}
+        in id order: what was ready at once (a replay page, or the
+        samples that arrived while the last message was being sent)
     {"status": {"device_id", "status", "at"}}
     {"unsubscribed": true}
     {"error": "..."}         a message it could not take; the socket stays open
@@ -27,16 +29,14 @@ import contextlib
 import json
 from typing import Any
 
-import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from cloud import metrics
-from cloud.bus import Bus, StatusChange, SubscriberTooSlow
-from cloud.feeds import feed
-from cloud.shapes import sample_json
+from cloud.bus import Bus, SubscriberTooSlow
+from cloud.feeds import feed_batches
+from cloud.shapes import ws_frames
 from cloud.storage.threads import StorageThreads
 from edgewire import contract
-from edgewire.sample import StoredSample
 
 MAX_DEVICES = 100  # in one subscription
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -86,11 +86,9 @@ class _Session:
 
     async def run_pump(self, devices: frozenset[str] | None, after: int | None) -> None:
         try:
-            async for event in feed(self.storage, self.bus, devices, after):
-                if isinstance(event, StoredSample):
-                    await self.send({"sample": sample_json(event)})
-                elif isinstance(event, StatusChange):
-                    await self.send({"status": msgspec.to_builtins(event)})
+            async for batch in feed_batches(self.storage, self.bus, devices, after):
+                for frame in ws_frames(batch):
+                    await self.websocket.send_text(frame)
         except SubscriberTooSlow:
             await self.send({"overflow": "too slow; reconnect and resume after the last id"})
             await self.websocket.close(CLOSE_TRY_AGAIN_LATER)

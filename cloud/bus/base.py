@@ -34,6 +34,10 @@ class SubscriberTooSlow(EdgewireError):
 class Subscription(Protocol):
     def __aiter__(self) -> AsyncIterator[Event]: ...
 
+    def batches(self, most: int, every_s: float = 0.0) -> AsyncIterator[list[Event]]:
+        """The same events, what is queued at once as one list, at most one
+        list every `every_s`."""
+
 
 class Bus(Protocol):
     async def start(self) -> None: ...
