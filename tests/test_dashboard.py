@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
@@ -51,7 +52,13 @@ def test_samples_appear_live_and_the_page_survives_a_cloud_restart(
     expect(page.locator("#feed-state")).to_have_text("live", timeout=15_000)
     rows = page.locator('#samples tbody tr[data-device="dash-1"]')
     expect(rows.first).to_be_visible(timeout=15_000)
-    expect(page.locator('.chart[data-series="dash-1/temp_c"]')).to_be_visible()
+    chart = page.locator('.chart[data-series="dash-1/temp_c"]')
+    expect(chart).to_be_visible()
+    expect(chart.locator(".uplot canvas").first).to_be_visible(timeout=10_000)  # drawn by uPlot
+    # A week, drawn from the cloud's per-bucket means.
+    page.select_option("#range", "7d")
+    expect(page.locator("#range")).to_have_attribute("data-loaded", "604800", timeout=10_000)
+    expect(chart.locator(".uplot canvas").first).to_be_visible()
     expect(page.locator('#devices tr[data-device="dash-1"] td.status-online')).to_be_visible(
         timeout=15_000
     )
@@ -73,3 +80,12 @@ def test_samples_appear_live_and_the_page_survives_a_cloud_restart(
 def test_chromium_is_installed() -> None:
     version = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, check=True)
     assert "Chromium" in version.stdout
+
+
+def test_the_charting_library_is_served_by_the_cloud(cloud: Service) -> None:
+    """No CDN: the page works on a Pi with no internet."""
+    page_html = httpx.get(cloud.url + "/", timeout=10).text
+    assert "://" not in page_html, "no remote assets"
+    script = httpx.get(cloud.url + "/vendor/uPlot.iife.min.js", timeout=10)
+    assert script.status_code == 200
+    assert "uPlot" in script.text

@@ -1,13 +1,19 @@
-// The edgewire dashboard: boards, live charts and the latest samples.
-// History comes from /api/readings, live samples from the SSE feed
-// /api/stream (EventSource reconnects by itself and resumes with
-// Last-Event-ID, so nothing is missed across a cloud restart).
+// The edgewire dashboard: the fleet, a chart per series, the latest samples.
+//
+// Charts are uPlot (vendor/, fetched at set-up: the page needs no internet).
+// History comes from /api/readings: the last few minutes as raw readings,
+// longer ranges downsampled by the cloud (`every=`, min/mean/max per
+// bucket), so a week draws as fast as ten minutes. Live samples come from
+// the SSE feed /api/stream (EventSource reconnects by itself and resumes
+// with Last-Event-ID, so nothing is missed across a cloud restart).
 "use strict";
 
-const POINTS = 300;          // points kept per chart
+const RANGES = { "10m": 600, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400 };
+const BUCKETS = 600;         // points a chart gets for a long range
+const RAW_UP_TO_S = 600;     // ranges up to this are drawn from raw readings
 const LATEST_ROWS = 30;      // rows in the latest-samples table
-const HISTORY_S = 600;       // history drawn on load
-const series = new Map();    // "device/metric" -> {ts: [], v: [], el}
+const series = new Map();    // "device/metric" -> {ts: [], v: [], el, plot, dirty}
+let rangeS = RANGES["10m"];
 let liveCount = 0;
 
 function fmtTime(ts) {
@@ -21,22 +27,39 @@ function chartFor(device, metric) {
     const el = document.createElement("div");
     el.className = "chart";
     el.dataset.series = key;
-    el.innerHTML = '<div class="title"><span></span><span class="value"></span></div><canvas></canvas>';
+    el.innerHTML = '<div class="title"><span></span><span class="value"></span></div><div class="plot"></div>';
     el.querySelector(".title span").textContent = key;
     const charts = document.getElementById("charts");
     const after = [...charts.children].find((c) => c.dataset.series > key);
     charts.insertBefore(el, after || null);
-    s = { ts: [], v: [], el, dirty: true };
+    s = { ts: [], v: [], el, plot: null, dirty: true };
     series.set(key, s);
   }
   return s;
+}
+
+function makePlot(s) {
+  const target = s.el.querySelector(".plot");
+  const line = getComputedStyle(document.body).getPropertyValue("--line").trim();
+  const dim = getComputedStyle(document.body).getPropertyValue("--dim").trim();
+  const axis = { stroke: dim, grid: { stroke: "#222b35" }, ticks: { stroke: "#222b35" } };
+  s.plot = new uPlot({
+    width: Math.max(240, target.clientWidth),
+    height: 120,
+    legend: { show: false },
+    cursor: { drag: { x: false, y: false } },
+    scales: { x: { time: true } },
+    axes: [axis, { ...axis, size: 50 }],
+    series: [{}, { stroke: line, width: 1.5, points: { show: false } }],
+  }, [s.ts, s.v], target);
 }
 
 function addPoint(device, metric, ts, value) {
   const s = chartFor(device, metric);
   s.ts.push(ts);
   s.v.push(typeof value === "boolean" ? (value ? 1 : 0) : value);
-  if (s.ts.length > POINTS) { s.ts.shift(); s.v.shift(); }
+  const oldest = Date.now() / 1000 - rangeS;
+  while (s.ts.length > 1 && s.ts[0] < oldest) { s.ts.shift(); s.v.shift(); }
   s.dirty = true;
 }
 
@@ -44,22 +67,9 @@ function draw() {
   for (const s of series.values()) {
     if (!s.dirty) continue;
     s.dirty = false;
-    const canvas = s.el.querySelector("canvas");
-    const w = canvas.width = canvas.clientWidth * devicePixelRatio;
-    const h = canvas.height = canvas.clientHeight * devicePixelRatio;
-    const ctx = canvas.getContext("2d");
-    ctx.clearRect(0, 0, w, h);
-    if (s.v.length === 0) continue;
-    s.el.querySelector(".value").textContent = String(s.v[s.v.length - 1]);
-    const lo = Math.min(...s.v), hi = Math.max(...s.v);
-    const t0 = s.ts[0], t1 = s.ts[s.ts.length - 1];
-    const x = (t) => (t1 === t0 ? w : ((t - t0) / (t1 - t0)) * w);
-    const y = (v) => (hi === lo ? h / 2 : h - 4 - ((v - lo) / (hi - lo)) * (h - 8));
-    ctx.strokeStyle = getComputedStyle(document.body).getPropertyValue("--line");
-    ctx.lineWidth = 1.5 * devicePixelRatio;
-    ctx.beginPath();
-    s.v.forEach((v, i) => (i ? ctx.lineTo(x(s.ts[i]), y(v)) : ctx.moveTo(x(s.ts[i]), y(v))));
-    ctx.stroke();
+    if (!s.plot) makePlot(s);
+    s.plot.setData([s.ts, s.v]);
+    if (s.v.length) s.el.querySelector(".value").textContent = String(s.v[s.v.length - 1]);
   }
   requestAnimationFrame(draw);
 }
@@ -97,13 +107,47 @@ async function loadDevices() {
     });
     body.appendChild(row);
   }
+  return response;
 }
 
+// The chosen range for every known series: raw readings for short ranges,
+// the cloud's per-bucket means for long ones (one query per series, since
+// a bucket query is fastest for one series).
 async function loadHistory() {
-  const since = Date.now() / 1000 - HISTORY_S;
-  const response = await fetch("api/readings?limit=20000&since=" + since);
-  if (!response.ok) return;
-  for (const r of await response.json()) addPoint(r.device, r.metric, r.ts, r.value);
+  const until = Date.now() / 1000;
+  const since = until - rangeS;
+  const devices = await (await fetch("api/devices")).json();
+  const every = Math.max(1, Math.round(rangeS / BUCKETS));
+  for (const s of series.values()) { s.ts = []; s.v = []; s.dirty = true; }
+  const queries = [];
+  for (const d of devices) {
+    for (const metric of d.metrics) {
+      const base = "api/readings?device=" + encodeURIComponent(d.id) + "&metric=" + metric + "&since=" + since;
+      const url = rangeS <= RAW_UP_TO_S ? base + "&limit=20000" : base + "&limit=2000&every=" + every + "s";
+      queries.push(fetch(url).then((r) => (r.ok ? r.json() : [])).then((rows) => {
+        for (const r of rows) {
+          if ("mean" in r) addPoint(r.device, r.metric, r.start + every / 2, r.mean);
+          else addPoint(r.device, r.metric, r.ts, r.value);
+        }
+      }));
+    }
+  }
+  await Promise.all(queries);
+  document.getElementById("range").dataset.loaded = String(rangeS);
+}
+
+function pickRange() {
+  const picker = document.getElementById("range");
+  for (const name of Object.keys(RANGES)) {
+    const option = document.createElement("option");
+    option.value = name;
+    option.textContent = "last " + name;
+    picker.appendChild(option);
+  }
+  picker.addEventListener("change", () => {
+    rangeS = RANGES[picker.value];
+    loadHistory();
+  });
 }
 
 function connect() {
@@ -122,7 +166,14 @@ function connect() {
   source.addEventListener("overflow", () => { source.close(); setTimeout(connect, 1000); });
 }
 
-loadHistory().finally(() => {
+window.addEventListener("resize", () => {
+  for (const s of series.values()) {
+    if (s.plot) s.plot.setSize({ width: Math.max(240, s.el.querySelector(".plot").clientWidth), height: 120 });
+  }
+});
+
+pickRange();
+loadHistory().catch((error) => console.warn("history not loaded:", error)).finally(() => {
   connect();
   requestAnimationFrame(draw);
 });
