@@ -122,6 +122,7 @@ async def _tick(pipeline: Pipeline, uplink: Uplink) -> dict[str, Any]:
     rate = uplink.delivery_rate.per_second
     eta = drain_eta_s(stats.records, rate)
     age = 0.0 if oldest is None else max(0.0, time.time() - oldest)
+    uplink.stats_changed(stats.records, age, rate)
     metrics.BUFFER_RECORDS.set(stats.records)
     metrics.BUFFER_BYTES.set(stats.bytes)
     metrics.BUFFER_OLDEST_AGE.set(age)

@@ -33,6 +33,7 @@ INGEST_METHOD = "/edgewire.v1.Telemetry/Ingest"
 BACKOFF_BASE_S = 0.5
 # Seconds to wait for the last acknowledgements when stopping.
 DRAIN_ON_STOP_S = 3.0
+STATS_EVERY_S = 5.0  # how often the cloud hears how the buffer stands
 # Committed records waiting for the event loop to take them into the live
 # lane. Past this the oldest are left to the backlog (they are on disk), so a
 # busy loop never makes the edge hold an unbounded pile of records in memory.
@@ -80,6 +81,8 @@ class Uplink:
         # status change, an acknowledgement, or stop.
         self._attention = asyncio.Event()
         self._statuses: dict[str, _Status] = {}
+        self._stats: pb.EdgeStats | None = None
+        self._stats_sent_at = float("-inf")  # a new stream sends them at once
         self._acked_any = False
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.connected = False
@@ -127,6 +130,15 @@ class Uplink:
         self._statuses[device_id] = _Status(status, at)
         self._attention.set()
 
+    def stats_changed(self, buffered: int, oldest_age_s: float, delivery_rate: float) -> None:
+        """The latest buffer figures; the cloud gets them every STATS_EVERY_S."""
+        self._stats = pb.EdgeStats(
+            at=time.time(), buffered=buffered, oldest_age_s=oldest_age_s,
+            delivery_rate=delivery_rate,
+        )  # fmt: skip
+        if time.monotonic() - self._stats_sent_at >= STATS_EVERY_S:
+            self._attention.set()
+
     # -- the stream ----------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -141,6 +153,7 @@ class Uplink:
                 log.warning("cloud stream down", cloud=self._target, error=_describe(exc))
             finally:
                 self._set_connected(False)
+                self._stats_sent_at = float("-inf")
                 for state in self._statuses.values():
                     state.sent = False
             attempt = 0 if self._acked_any else attempt + 1
@@ -193,6 +206,9 @@ class Uplink:
         plan = self.plan
         while not stop.is_set():
             self._attention.clear()
+            if self._stats is not None and time.monotonic() - self._stats_sent_at >= STATS_EVERY_S:
+                self._outbox.put_nowait(pb.EdgeMessage(stats=self._stats).SerializeToString())
+                self._stats_sent_at = time.monotonic()
             for device_id, state in self._statuses.items():
                 if not state.sent:
                     status = pb.DeviceStatus(device_id=device_id, status=state.status, at=state.at)

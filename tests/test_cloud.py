@@ -123,8 +123,23 @@ def test_status_changes_reach_devices_and_the_live_feed(
         )
         eventually(lambda: any(e.get("event") == "status" for e in live.events))
     assert cloud.get("/api/devices") == [
-        {"id": "c", "status": "online", "last_seen": None, "metrics": [], "samples": 0}
-    ]
+        {"id": "c", "status": "online", "last_seen": None, "metrics": [], "samples": 0,
+         "edge": "fake-edge", "edge_buffered": None, "edge_oldest_age_s": None,
+         "edge_reported_at": None}
+    ]  # fmt: skip
+    edge_stream.send(
+        pb.EdgeMessage(stats=pb.EdgeStats(at=TS, buffered=120, oldest_age_s=3.5, delivery_rate=40))
+    )
+    eventually(lambda: cloud.get("/api/devices")[0]["edge_buffered"] == 120)
+    assert cloud.get("/api/devices")[0]["edge_oldest_age_s"] == 3.5
+    edge_stream.send(  # nonsense figures are ignored, the stream goes on
+        pb.EdgeMessage(stats=pb.EdgeStats(at=TS + 1, buffered=1, oldest_age_s=float("nan")))
+    )
+    edge_stream.send(
+        pb.EdgeMessage(status=pb.DeviceStatus(device_id="c", status="offline", at=TS + 2))
+    )
+    eventually(lambda: cloud.get("/api/devices")[0]["status"] == "offline")
+    assert cloud.get("/api/devices")[0]["edge_buffered"] == 120
 
 
 def test_sse_resumes_after_last_event_id_without_gaps_or_repeats(

@@ -62,6 +62,10 @@ def test_samples_appear_live_and_the_page_survives_a_cloud_restart(
     expect(page.locator('#devices tr[data-device="dash-1"] td.status-online')).to_be_visible(
         timeout=15_000
     )
+    # The fleet view names the board's edge and how its buffer stands.
+    expect(page.locator('#devices tr[data-device="dash-1"] td.edge')).to_contain_text(
+        "test-edge · ", timeout=20_000
+    )
 
     assert cloud.stop() == 0
     expect(page.locator("#feed-state")).to_have_text("reconnecting…", timeout=15_000)

@@ -55,6 +55,11 @@ def test_every_sample_arrives_once_and_live(
     # every half second).
     health = eventually(lambda: (h := edge.get("/healthz"))["buffered"] == 0 and h)
     assert health["dead_letters"] == 0
+    # Each board shows the edge it came through and how that edge's buffer stands.
+    rows = eventually(
+        lambda: (r := cloud.get("/api/devices")) and all(d["edge_buffered"] == 0 for d in r) and r
+    )
+    assert {d["edge"] for d in rows} == {"test-edge"}
 
 
 def test_board_status_goes_online_then_offline(

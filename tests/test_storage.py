@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud.storage import MemoryStorage, ReadingsQuery, SqliteStorage, Storage, open_storage
+from cloud.storage.base import EdgeStats
 from cloud.storage.postgres import PostgresStorage, migrate
 from edgewire.errors import ConfigError
 from edgewire.postgres import PrivatePostgres
@@ -84,10 +85,10 @@ def test_readings_filter_and_order(storage: Storage) -> None:
 def test_devices_summarise_what_is_stored(storage: Storage) -> None:
     storage.insert([sample("a", 1, t=1.0), sample("a", 2, rh=5.0), sample("b", 1)], 0.0)
     storage.insert([sample("a", 1)], 0.0)
-    storage.set_status("a", "online", at=10.0)
-    storage.set_status("c", "online", at=10.0)
-    storage.set_status("c", "offline", at=11.0)
-    storage.set_status("c", "online", at=9.0)  # older news is ignored
+    storage.set_status("a", "online", at=10.0, edge_id="pi-1")
+    storage.set_status("c", "online", at=10.0, edge_id=None)
+    storage.set_status("c", "offline", at=11.0, edge_id="pi-2")
+    storage.set_status("c", "online", at=9.0, edge_id="pi-3")  # older news is ignored
     rows = {d.id: d for d in storage.devices()}
     assert rows["a"].samples == 2
     assert rows["a"].metrics == ["rh", "t"]
@@ -96,6 +97,23 @@ def test_devices_summarise_what_is_stored(storage: Storage) -> None:
     assert rows["b"].status == "offline"
     assert rows["c"].samples == 0
     assert rows["c"].status == "offline"
+    assert (rows["a"].edge, rows["b"].edge, rows["c"].edge) == ("pi-1", None, "pi-2")
+    assert rows["a"].edge_buffered is None, "no figures from pi-1 yet"
+
+
+def test_devices_show_how_their_edge_buffer_stands(storage: Storage) -> None:
+    storage.set_status("a", "online", at=10.0, edge_id="pi-1")
+    storage.set_edge_stats(EdgeStats("pi-1", at=20.0, buffered=1500, oldest_age_s=42.5,
+                                     delivery_rate=300.0))  # fmt: skip
+    storage.set_edge_stats(EdgeStats("pi-1", at=19.0, buffered=9, oldest_age_s=1.0,
+                                     delivery_rate=1.0))  # older news is ignored  # fmt: skip
+    row = storage.devices()[0]
+    assert (row.edge, row.edge_buffered, row.edge_oldest_age_s, row.edge_reported_at) == (
+        "pi-1",
+        1500,
+        42.5,
+        20.0,
+    )
 
 
 def test_samples_after_resumes_by_id(storage: Storage) -> None:
@@ -160,10 +178,10 @@ def test_retention_deletes_old_samples_and_their_readings_only(storage: Storage)
 
 def test_postgres_migrations_apply_once(pg_url: str) -> None:
     with psycopg.connect(pg_url, autocommit=True) as db:
-        assert migrate(db) == [1, 2]
+        assert migrate(db) == [1, 2, 3]
         assert migrate(db) == []
         versions = [r[0] for r in db.execute("SELECT version FROM schema_migrations")]
-    assert versions == [1, 2]
+    assert versions == [1, 2, 3]
 
 
 def test_postgres_ids_grow_in_commit_order_with_two_writers(pg_url: str) -> None:

@@ -89,6 +89,14 @@ function addLatest(sample) {
   while (body.children.length > LATEST_ROWS) body.removeChild(body.lastChild);
 }
 
+// "pi-1 · 0 buffered", or how far behind it is while it holds a backlog.
+function edgeText(d) {
+  if (!d.edge) return "—";
+  if (d.edge_buffered === null || d.edge_buffered === undefined) return d.edge;
+  const behind = d.edge_buffered > 0 ? ", oldest " + Math.round(d.edge_oldest_age_s) + " s" : "";
+  return d.edge + " · " + d.edge_buffered + " buffered" + behind;
+}
+
 async function loadDevices() {
   const response = await fetch("api/devices");
   if (!response.ok) return;
@@ -97,12 +105,13 @@ async function loadDevices() {
   for (const d of await response.json()) {
     const row = document.createElement("tr");
     row.dataset.device = d.id;
-    const cells = [d.id, d.status, d.last_seen ? fmtTime(d.last_seen) : "—", d.samples, d.metrics.join(", ")];
+    const cells = [d.id, d.status, d.last_seen ? fmtTime(d.last_seen) : "—", d.samples, d.metrics.join(", "), edgeText(d)];
     cells.forEach((text, i) => {
       const td = document.createElement("td");
       td.textContent = String(text);
       if (i === 1) td.className = "status-" + d.status;
       if (i === 3) td.className = "num";
+      if (i === 5) { td.className = "edge"; td.dataset.buffered = String(d.edge_buffered ?? ""); }
       row.appendChild(td);
     });
     body.appendChild(row);

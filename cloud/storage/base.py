@@ -34,6 +34,22 @@ class DeviceRow(msgspec.Struct, frozen=True):
     last_seen: float | None
     metrics: list[str]
     samples: int
+    # The edge that last reported the board's status, and how its buffer
+    # stood when it last said (None until it has).
+    edge: str | None = None
+    edge_buffered: int | None = None
+    edge_oldest_age_s: float | None = None
+    edge_reported_at: float | None = None
+
+
+class EdgeStats(msgspec.Struct, frozen=True):
+    """How an edge's store-and-forward stood at `at`."""
+
+    edge_id: str
+    at: float
+    buffered: int
+    oldest_age_s: float
+    delivery_rate: float
 
 
 class Reading(msgspec.Struct, frozen=True):
@@ -69,8 +85,12 @@ class ReadingsQuery(msgspec.Struct, frozen=True):
 class Storage(Protocol):
     def insert(self, samples: Sequence[Sample], received_at: float) -> InsertResult: ...
 
-    def set_status(self, device_id: str, status: str, at: float) -> None:
-        """Record a board's status as of `at`; older news than held is ignored."""
+    def set_status(self, device_id: str, status: str, at: float, edge_id: str | None) -> None:
+        """Record a board's status as of `at`, and the edge it came through;
+        older news than held is ignored."""
+
+    def set_edge_stats(self, stats: EdgeStats) -> None:
+        """Record how an edge's buffer stands; older news is ignored."""
 
     def devices(self) -> list[DeviceRow]: ...
 

@@ -3,7 +3,14 @@
 import math
 from collections.abc import Sequence
 
-from cloud.storage.base import Bucket, DeviceRow, InsertResult, Reading, ReadingsQuery
+from cloud.storage.base import (
+    Bucket,
+    DeviceRow,
+    EdgeStats,
+    InsertResult,
+    Reading,
+    ReadingsQuery,
+)
 from edgewire.sample import Sample, SampleKey, StoredSample
 
 
@@ -14,6 +21,8 @@ class MemoryStorage:
         self._status: dict[str, tuple[float, str]] = {}
         self._last_id = 0
         self._counts: dict[str, int] = {}  # samples stored per device, ever
+        self._edge_of: dict[str, str] = {}
+        self._edges: dict[str, EdgeStats] = {}
 
     def insert(self, samples: Sequence[Sample], received_at: float) -> InsertResult:
         stored: list[StoredSample] = []
@@ -30,15 +39,24 @@ class MemoryStorage:
             stored.append(event)
         return InsertResult(stored=stored, duplicates=duplicates)
 
-    def set_status(self, device_id: str, status: str, at: float) -> None:
+    def set_status(self, device_id: str, status: str, at: float, edge_id: str | None) -> None:
         if at >= self._status.get(device_id, (float("-inf"), ""))[0]:
             self._status[device_id] = (at, status)
+            if edge_id is not None:
+                self._edge_of[device_id] = edge_id
+
+    def set_edge_stats(self, stats: EdgeStats) -> None:
+        held = self._edges.get(stats.edge_id)
+        if held is None or stats.at >= held.at:
+            self._edges[stats.edge_id] = stats
 
     def devices(self) -> list[DeviceRow]:
         ids = sorted({e.sample.device_id for e in self._samples} | set(self._status))
         rows = []
         for device_id in ids:
             mine = [e.sample for e in self._samples if e.sample.device_id == device_id]
+            edge_id = self._edge_of.get(device_id)
+            stats = self._edges.get(edge_id) if edge_id is not None else None
             rows.append(
                 DeviceRow(
                     id=device_id,
@@ -46,6 +64,10 @@ class MemoryStorage:
                     last_seen=max((s.ts for s in mine), default=None),
                     metrics=sorted({name for s in mine for name in s.m}),
                     samples=self._counts.get(device_id, 0),
+                    edge=edge_id,
+                    edge_buffered=None if stats is None else stats.buffered,
+                    edge_oldest_age_s=None if stats is None else stats.oldest_age_s,
+                    edge_reported_at=None if stats is None else stats.at,
                 )
             )
         return rows

@@ -19,7 +19,14 @@ from collections.abc import Sequence
 import msgspec
 import psycopg
 
-from cloud.storage.base import Bucket, DeviceRow, InsertResult, Reading, ReadingsQuery
+from cloud.storage.base import (
+    Bucket,
+    DeviceRow,
+    EdgeStats,
+    InsertResult,
+    Reading,
+    ReadingsQuery,
+)
 from edgewire.errors import StorageError
 from edgewire.sample import Metrics, Sample, StoredSample
 
@@ -75,6 +82,20 @@ MIGRATIONS: list[tuple[int, str]] = [
         """
         CREATE INDEX readings_by_series_value ON readings (device_id, metric, ts) INCLUDE (value);
         DROP INDEX readings_by_series;
+        """,
+    ),
+    (
+        3,
+        # Which edge each board reports through, and how each edge's buffer stands.
+        """
+        ALTER TABLE devices ADD COLUMN edge_id text;
+        CREATE TABLE edges (
+            id text PRIMARY KEY,
+            at double precision NOT NULL,
+            buffered bigint NOT NULL,
+            oldest_age_s double precision NOT NULL,
+            delivery_rate double precision NOT NULL
+        );
         """,
     ),
 ]
@@ -179,14 +200,27 @@ class PostgresStorage:
                 sorted(names),
             )
 
-    def set_status(self, device_id: str, status: str, at: float) -> None:
+    def set_status(self, device_id: str, status: str, at: float, edge_id: str | None) -> None:
         try:
             self._writer.execute(
-                "INSERT INTO devices (id, status, status_at) VALUES (%s, %s, %s)"
+                "INSERT INTO devices (id, status, status_at, edge_id) VALUES (%s, %s, %s, %s)"
                 " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
-                " status_at = excluded.status_at"
+                " status_at = excluded.status_at,"
+                " edge_id = coalesce(excluded.edge_id, devices.edge_id)"
                 " WHERE coalesce(devices.status_at, 0) <= excluded.status_at",
-                (device_id, status, at),
+                (device_id, status, at, edge_id),
+            )
+        except psycopg.Error as exc:
+            raise StorageError(f"cloud database write failed: {exc}") from exc
+
+    def set_edge_stats(self, stats: EdgeStats) -> None:
+        try:
+            self._writer.execute(
+                "INSERT INTO edges (id, at, buffered, oldest_age_s, delivery_rate)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET at = excluded.at,"
+                " buffered = excluded.buffered, oldest_age_s = excluded.oldest_age_s,"
+                " delivery_rate = excluded.delivery_rate WHERE edges.at <= excluded.at",
+                (stats.edge_id, stats.at, stats.buffered, stats.oldest_age_s, stats.delivery_rate),
             )
         except psycopg.Error as exc:
             raise StorageError(f"cloud database write failed: {exc}") from exc
@@ -200,9 +234,21 @@ class PostgresStorage:
             metrics.setdefault(device_id, []).append(metric)
         return [
             DeviceRow(
-                id=r[0], status=r[1], last_seen=r[2], metrics=metrics.get(r[0], []), samples=r[3]
+                id=r[0],
+                status=r[1],
+                last_seen=r[2],
+                metrics=metrics.get(r[0], []),
+                samples=r[3],
+                edge=r[4],
+                edge_buffered=r[5],
+                edge_oldest_age_s=r[6],
+                edge_reported_at=r[7],
             )
-            for r in db.execute("SELECT id, status, last_seen, samples FROM devices ORDER BY id")
+            for r in db.execute(
+                "SELECT d.id, d.status, d.last_seen, d.samples, d.edge_id, e.buffered,"
+                " e.oldest_age_s, e.at FROM devices d LEFT JOIN edges e ON e.id = d.edge_id"
+                " ORDER BY d.id"
+            )
         ]
 
     def readings(self, query: ReadingsQuery) -> list[Reading]:

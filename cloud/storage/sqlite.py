@@ -13,7 +13,14 @@ from pathlib import Path
 
 import msgspec
 
-from cloud.storage.base import Bucket, DeviceRow, InsertResult, Reading, ReadingsQuery
+from cloud.storage.base import (
+    Bucket,
+    DeviceRow,
+    EdgeStats,
+    InsertResult,
+    Reading,
+    ReadingsQuery,
+)
 from edgewire.errors import StorageError
 from edgewire.sample import Metrics, Sample, StoredSample
 
@@ -50,6 +57,13 @@ CREATE TABLE IF NOT EXISTS devices (
     last_seen REAL,
     samples INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS edges (
+    id TEXT PRIMARY KEY,
+    at REAL NOT NULL,
+    buffered INTEGER NOT NULL,
+    oldest_age_s REAL NOT NULL,
+    delivery_rate REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS device_metrics (
     device_id TEXT NOT NULL,
     metric TEXT NOT NULL,
@@ -68,6 +82,9 @@ class SqliteStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = self._connect()
             self._writer.executescript(_SCHEMA)
+            columns = {r[1] for r in self._writer.execute("PRAGMA table_info(devices)")}
+            if "edge_id" not in columns:  # a database from before edges were reported
+                self._writer.execute("ALTER TABLE devices ADD COLUMN edge_id TEXT")
             self._reader = self._connect()
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open the cloud database at {path}: {exc}") from exc
@@ -155,14 +172,27 @@ class SqliteStorage:
             sorted(names),
         )
 
-    def set_status(self, device_id: str, status: str, at: float) -> None:
+    def set_status(self, device_id: str, status: str, at: float, edge_id: str | None) -> None:
         try:
             self._writer.execute(
-                "INSERT INTO devices (id, status, status_at) VALUES (?, ?, ?)"
+                "INSERT INTO devices (id, status, status_at, edge_id) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
-                " status_at = excluded.status_at"
+                " status_at = excluded.status_at,"
+                " edge_id = coalesce(excluded.edge_id, devices.edge_id)"
                 " WHERE coalesce(devices.status_at, 0) <= excluded.status_at",
-                (device_id, status, at),
+                (device_id, status, at, edge_id),
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cloud database write failed: {exc}") from exc
+
+    def set_edge_stats(self, stats: EdgeStats) -> None:
+        try:
+            self._writer.execute(
+                "INSERT INTO edges (id, at, buffered, oldest_age_s, delivery_rate)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at,"
+                " buffered = excluded.buffered, oldest_age_s = excluded.oldest_age_s,"
+                " delivery_rate = excluded.delivery_rate WHERE edges.at <= excluded.at",
+                (stats.edge_id, stats.at, stats.buffered, stats.oldest_age_s, stats.delivery_rate),
             )
         except sqlite3.Error as exc:
             raise StorageError(f"cloud database write failed: {exc}") from exc
@@ -176,9 +206,21 @@ class SqliteStorage:
             metrics.setdefault(device_id, []).append(metric)
         return [
             DeviceRow(
-                id=r[0], status=r[1], last_seen=r[2], metrics=metrics.get(r[0], []), samples=r[3]
+                id=r[0],
+                status=r[1],
+                last_seen=r[2],
+                metrics=metrics.get(r[0], []),
+                samples=r[3],
+                edge=r[4],
+                edge_buffered=r[5],
+                edge_oldest_age_s=r[6],
+                edge_reported_at=r[7],
             )
-            for r in db.execute("SELECT id, status, last_seen, samples FROM devices ORDER BY id")
+            for r in db.execute(
+                "SELECT d.id, d.status, d.last_seen, d.samples, d.edge_id, e.buffered,"
+                " e.oldest_age_s, e.at FROM devices d LEFT JOIN edges e ON e.id = d.edge_id"
+                " ORDER BY d.id"
+            )
         ]
 
     def readings(self, query: ReadingsQuery) -> list[Reading]:

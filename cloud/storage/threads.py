@@ -9,7 +9,15 @@ import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from cloud.storage.base import Bucket, DeviceRow, InsertResult, Reading, ReadingsQuery, Storage
+from cloud.storage.base import (
+    Bucket,
+    DeviceRow,
+    EdgeStats,
+    InsertResult,
+    Reading,
+    ReadingsQuery,
+    Storage,
+)
 from edgewire.sample import Sample, StoredSample
 
 
@@ -23,9 +31,17 @@ class StorageThreads:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writes, self._storage.insert, samples, received_at)
 
-    async def set_status(self, device_id: str, status: str, at: float) -> None:
+    async def set_status(
+        self, device_id: str, status: str, at: float, edge_id: str | None = None
+    ) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writes, self._storage.set_status, device_id, status, at)
+        await loop.run_in_executor(
+            self._writes, self._storage.set_status, device_id, status, at, edge_id
+        )
+
+    async def set_edge_stats(self, stats: EdgeStats) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writes, self._storage.set_edge_stats, stats)
 
     async def devices(self) -> list[DeviceRow]:
         return await asyncio.get_running_loop().run_in_executor(self._reads, self._storage.devices)

@@ -58,15 +58,29 @@ class DeviceStatus(_message.Message):
     at: float
     def __init__(self, device_id: _Optional[str] = ..., status: _Optional[str] = ..., at: _Optional[float] = ...) -> None: ...
 
+class EdgeStats(_message.Message):
+    __slots__ = ("at", "buffered", "oldest_age_s", "delivery_rate")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    BUFFERED_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_RATE_FIELD_NUMBER: _ClassVar[int]
+    at: float
+    buffered: int
+    oldest_age_s: float
+    delivery_rate: float
+    def __init__(self, at: _Optional[float] = ..., buffered: _Optional[int] = ..., oldest_age_s: _Optional[float] = ..., delivery_rate: _Optional[float] = ...) -> None: ...
+
 class EdgeMessage(_message.Message):
-    __slots__ = ("hello", "batch", "status")
+    __slots__ = ("hello", "batch", "status", "stats")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     batch: Batch
     status: DeviceStatus
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ..., status: _Optional[_Union[DeviceStatus, _Mapping]] = ...) -> None: ...
+    stats: EdgeStats
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ..., status: _Optional[_Union[DeviceStatus, _Mapping]] = ..., stats: _Optional[_Union[EdgeStats, _Mapping]] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("batch_id", "stored", "duplicates", "refused")
