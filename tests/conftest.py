@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from edgewire.mosquitto import PrivateMosquitto
+from edgewire.sim.micropython import MicroPythonBoard
 from tests.helpers import Service, cloud_service, edge_service
 
 
@@ -15,6 +16,15 @@ def mosquitto(tmp_path: Path) -> Iterator[PrivateMosquitto]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+def boards() -> Iterator[list[MicroPythonBoard]]:
+    """Simulated boards a test started: stopped (plug pulled) at its end."""
+    started: list[MicroPythonBoard] = []
+    yield started
+    for board in started:
+        board.stop()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from edgewire.procs import edgewire_argv, free_port, spawn, stop, wait_for_health
+from edgewire.tail import parse_sse
 
 
 def eventually(
@@ -158,28 +159,13 @@ class SseClient:
         with httpx.stream("GET", self.url, headers=self.headers, timeout=None) as response:
             response.raise_for_status()
             self.connected.set()
-            for event in _parse_sse(response.iter_lines()):
+            for event in parse_sse(response.iter_lines()):
                 self.events.append(event)
                 if self._stop.is_set():
                     return
 
     def samples(self) -> list[dict[str, Any]]:
         return [json.loads(e["data"]) for e in list(self.events) if e.get("event") == "sample"]
-
-
-def _parse_sse(lines: Iterator[str]) -> Iterator[dict[str, str]]:
-    event: dict[str, str] = {}
-    for line in lines:
-        if not line:
-            if "data" in event:
-                yield event
-            event = {}
-        elif line.startswith(":"):
-            continue
-        else:
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            event[name] = event[name] + "\n" + value if name in event and name == "data" else value
 
 
 class BlackHoleProxy:

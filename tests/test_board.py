@@ -6,7 +6,6 @@ cloud behind it."""
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,14 +41,6 @@ def make_board(
     if runtime == "micropython":
         return MicroPythonBoard(folder, compiled, HEAP)
     return MicroPythonBoard(folder, None, None)
-
-
-@pytest.fixture
-def boards() -> Iterator[list[MicroPythonBoard]]:
-    started: list[MicroPythonBoard] = []
-    yield started
-    for board in started:
-        board.stop()
 
 
 def run_to_end(board: MicroPythonBoard, timeout_s: float) -> None:

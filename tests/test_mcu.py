@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,6 @@ from tests.helpers import Service, eventually
 
 WIFI = {"ssid": "workshop", "password": "hunter22"}
 BME280 = {"address": 0x76, "chip": "bme280", "adc": [519888, 415148, 30000]}
-
-
-@pytest.fixture
-def boards() -> Iterator[list[MicroPythonBoard]]:
-    started: list[MicroPythonBoard] = []
-    yield started
-    for board in started:
-        board.stop()
 
 
 def mcu_board(

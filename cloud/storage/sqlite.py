@@ -21,6 +21,7 @@ from cloud.storage.base import (
     Reading,
     ReadingsQuery,
 )
+from cloud.storage.sql import read_devices, summaries
 from edgewire.errors import StorageError
 from edgewire.sample import Metrics, Sample, StoredSample
 
@@ -154,22 +155,16 @@ class SqliteStorage:
                 for name, value in s.m.items()
             ],
         )
-        per_device: dict[str, tuple[int, float]] = {}
-        names: set[tuple[str, str]] = set()
-        for event in stored:
-            s = event.sample
-            count, last = per_device.get(s.device_id, (0, s.ts))
-            per_device[s.device_id] = (count + 1, max(last, s.ts))
-            names.update((s.device_id, name) for name in s.m)
+        devices, names = summaries(stored)
         db.executemany(
             "INSERT INTO devices (id, last_seen, samples) VALUES (?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET samples = samples + excluded.samples,"
             " last_seen = max(coalesce(last_seen, 0), excluded.last_seen)",
-            [(device_id, last, count) for device_id, (count, last) in per_device.items()],
+            devices,
         )
         db.executemany(
             "INSERT INTO device_metrics (device_id, metric) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            sorted(names),
+            names,
         )
 
     def set_status(self, device_id: str, status: str, at: float, edge_id: str | None) -> None:
@@ -198,30 +193,7 @@ class SqliteStorage:
             raise StorageError(f"cloud database write failed: {exc}") from exc
 
     def devices(self) -> list[DeviceRow]:
-        db = self._reader
-        metrics: dict[str, list[str]] = {}
-        for device_id, metric in db.execute(
-            "SELECT device_id, metric FROM device_metrics ORDER BY device_id, metric"
-        ):
-            metrics.setdefault(device_id, []).append(metric)
-        return [
-            DeviceRow(
-                id=r[0],
-                status=r[1],
-                last_seen=r[2],
-                metrics=metrics.get(r[0], []),
-                samples=r[3],
-                edge=r[4],
-                edge_buffered=r[5],
-                edge_oldest_age_s=r[6],
-                edge_reported_at=r[7],
-            )
-            for r in db.execute(
-                "SELECT d.id, d.status, d.last_seen, d.samples, d.edge_id, e.buffered,"
-                " e.oldest_age_s, e.at FROM devices d LEFT JOIN edges e ON e.id = d.edge_id"
-                " ORDER BY d.id"
-            )
-        ]
+        return read_devices(self._reader)
 
     def readings(self, query: ReadingsQuery) -> list[Reading]:
         where, params = _where(query)

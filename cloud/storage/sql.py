@@ -1,0 +1,55 @@
+"""What the SQL implementations (SQLite, PostgreSQL) share: the per-device
+summaries of newly stored samples, and reading the device list, whose SQL
+is the same in both."""
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from cloud.storage.base import DeviceRow
+from edgewire.sample import StoredSample
+
+
+class Executes(Protocol):
+    def execute(self, query: Any) -> Iterable[Sequence[Any]]: ...
+
+
+def summaries(
+    stored: Sequence[StoredSample],
+) -> tuple[list[tuple[str, float, int]], list[tuple[str, str]]]:
+    """(device, newest ts, samples) per device, and the (device, metric)
+    pairs, of a batch of newly stored samples."""
+    per_device: dict[str, tuple[int, float]] = {}
+    names: set[tuple[str, str]] = set()
+    for event in stored:
+        s = event.sample
+        count, last = per_device.get(s.device_id, (0, s.ts))
+        per_device[s.device_id] = (count + 1, max(last, s.ts))
+        names.update((s.device_id, name) for name in s.m)
+    devices = [(device_id, last, count) for device_id, (count, last) in per_device.items()]
+    return devices, sorted(names)
+
+
+def read_devices(db: Executes) -> list[DeviceRow]:
+    metrics: dict[str, list[str]] = {}
+    for device_id, metric in db.execute(
+        "SELECT device_id, metric FROM device_metrics ORDER BY device_id, metric"
+    ):
+        metrics.setdefault(device_id, []).append(metric)
+    return [
+        DeviceRow(
+            id=r[0],
+            status=r[1],
+            last_seen=r[2],
+            metrics=metrics.get(r[0], []),
+            samples=r[3],
+            edge=r[4],
+            edge_buffered=r[5],
+            edge_oldest_age_s=r[6],
+            edge_reported_at=r[7],
+        )
+        for r in db.execute(
+            "SELECT d.id, d.status, d.last_seen, d.samples, d.edge_id, e.buffered,"
+            " e.oldest_age_s, e.at FROM devices d LEFT JOIN edges e ON e.id = d.edge_id"
+            " ORDER BY d.id"
+        )
+    ]
