@@ -27,7 +27,14 @@ from cloud.storage.base import (
     Reading,
     ReadingsQuery,
 )
-from cloud.storage.sql import read_devices, summaries
+from cloud.storage.sql import (
+    SET_EDGE_STATS,
+    SET_STATUS,
+    edge_stats_row,
+    pg,
+    read_devices,
+    summaries,
+)
 from edgewire.errors import StorageError
 from edgewire.sample import Metrics, Sample, StoredSample
 
@@ -197,26 +204,13 @@ class PostgresStorage:
 
     def set_status(self, device_id: str, status: str, at: float, edge_id: str | None) -> None:
         try:
-            self._writer.execute(
-                "INSERT INTO devices (id, status, status_at, edge_id) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
-                " status_at = excluded.status_at,"
-                " edge_id = coalesce(excluded.edge_id, devices.edge_id)"
-                " WHERE coalesce(devices.status_at, 0) <= excluded.status_at",
-                (device_id, status, at, edge_id),
-            )
+            self._writer.execute(pg(SET_STATUS), (device_id, status, at, edge_id))
         except psycopg.Error as exc:
             raise StorageError(f"cloud database write failed: {exc}") from exc
 
     def set_edge_stats(self, stats: EdgeStats) -> None:
         try:
-            self._writer.execute(
-                "INSERT INTO edges (id, at, buffered, oldest_age_s, delivery_rate)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET at = excluded.at,"
-                " buffered = excluded.buffered, oldest_age_s = excluded.oldest_age_s,"
-                " delivery_rate = excluded.delivery_rate WHERE edges.at <= excluded.at",
-                (stats.edge_id, stats.at, stats.buffered, stats.oldest_age_s, stats.delivery_rate),
-            )
+            self._writer.execute(pg(SET_EDGE_STATS), edge_stats_row(stats))
         except psycopg.Error as exc:
             raise StorageError(f"cloud database write failed: {exc}") from exc
 

@@ -5,8 +5,31 @@ is the same in both."""
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from cloud.storage.base import DeviceRow
+from cloud.storage.base import DeviceRow, EdgeStats
 from edgewire.sample import StoredSample
+
+# Written with SQLite's `?` placeholders; pg() turns them into psycopg's.
+SET_STATUS = (
+    "INSERT INTO devices (id, status, status_at, edge_id) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+    " status_at = excluded.status_at,"
+    " edge_id = coalesce(excluded.edge_id, devices.edge_id)"
+    " WHERE coalesce(devices.status_at, 0) <= excluded.status_at"
+)
+SET_EDGE_STATS = (
+    "INSERT INTO edges (id, at, buffered, oldest_age_s, delivery_rate)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at,"
+    " buffered = excluded.buffered, oldest_age_s = excluded.oldest_age_s,"
+    " delivery_rate = excluded.delivery_rate WHERE edges.at <= excluded.at"
+)
+
+
+def pg(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+def edge_stats_row(stats: EdgeStats) -> tuple[str, float, int, float, float]:
+    return (stats.edge_id, stats.at, stats.buffered, stats.oldest_age_s, stats.delivery_rate)
 
 
 class Executes(Protocol):
