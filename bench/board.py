@@ -16,6 +16,8 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.common import Cloud, Edge, write_result
@@ -54,30 +56,39 @@ def wire_bytes() -> dict[str, float]:
     }
 
 
-def run_board(
-    workdir: Path, compiled: Path, heap: str, count: int, ring_bytes: int, rate: float = 20
-) -> dict[str, object]:
+@contextmanager
+def behind_the_board(workdir: Path) -> Iterator[PrivateMosquitto]:
+    """A private Mosquitto with a real edge and cloud behind it, for a while."""
     broker = PrivateMosquitto(workdir / "mq")
     broker.start()
     cloud = Cloud(workdir).start()
     edge = Edge(workdir, broker.url, cloud.grpc_port).start()
-    folder = workdir / "board"
-    folder.mkdir()
-    config = board_config(
-        "bench-1", "127.0.0.1", broker.port, rate=rate, count=count, ring_bytes=ring_bytes
-    )
-    (folder / "config.json").write_text(json.dumps(config))
-    board = MicroPythonBoard(folder, compiled, heap)
-    board.start()
-    deadline = time.monotonic() + 60 + count / rate
     try:
-        while board.step() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        yield broker
     finally:
-        board.stop()
         stop(edge.process)  # type: ignore[arg-type]
         stop(cloud.process)  # type: ignore[arg-type]
         broker.stop()
+
+
+def run_board(
+    workdir: Path, compiled: Path, heap: str, count: int, ring_bytes: int, rate: float = 20
+) -> dict[str, object]:
+    with behind_the_board(workdir) as broker:
+        folder = workdir / "board"
+        folder.mkdir()
+        config = board_config(
+            "bench-1", "127.0.0.1", broker.port, rate=rate, count=count, ring_bytes=ring_bytes
+        )
+        (folder / "config.json").write_text(json.dumps(config))
+        board = MicroPythonBoard(folder, compiled, heap)
+        board.start()
+        deadline = time.monotonic() + 60 + count / rate
+        try:
+            while board.step() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            board.stop()
     console = board.console()
     summary = board.summary()
     ok = (
@@ -96,34 +107,28 @@ def duty_cycle(workdir: Path, compiled: Path, heap: str, wakes: int) -> dict[str
     sleep. How long each wake keeps the board awake, from the interpreter's
     start to its deep-sleep exit (the unix port stands in for the board, so
     this is the program's share; a real board adds its boot and Wi-Fi join)."""
-    broker = PrivateMosquitto(workdir / "mq")
-    broker.start()
-    cloud = Cloud(workdir).start()
-    edge = Edge(workdir, broker.url, cloud.grpc_port).start()
-    folder = workdir / "sleepy"
-    folder.mkdir()
-    config = board_config(
-        "bench-sleepy", "127.0.0.1", broker.port, rate=1, count=None, ring_bytes=2048
-    )
-    config["sleep"] = {"awake_s": 20, "sleep_s": 0.5}
-    (folder / "config.json").write_text(json.dumps(config))
-    board = MicroPythonBoard(folder, compiled, heap)
     awake: list[float] = []
-    try:
-        for _ in range(wakes):
-            started = time.monotonic()
-            board.start()
-            assert board.process is not None
-            code = board.process.wait(30)
-            awake.append(time.monotonic() - started)
-            if code != 76:
-                raise RuntimeError(f"the board exited {code}:\n{board.console()[-2000:]}")
-            time.sleep(0.5)
-    finally:
-        board.stop()
-        stop(edge.process)  # type: ignore[arg-type]
-        stop(cloud.process)  # type: ignore[arg-type]
-        broker.stop()
+    with behind_the_board(workdir) as broker:
+        folder = workdir / "sleepy"
+        folder.mkdir()
+        config = board_config(
+            "bench-sleepy", "127.0.0.1", broker.port, rate=1, count=None, ring_bytes=2048
+        )
+        config["sleep"] = {"awake_s": 20, "sleep_s": 0.5}
+        (folder / "config.json").write_text(json.dumps(config))
+        board = MicroPythonBoard(folder, compiled, heap)
+        try:
+            for _ in range(wakes):
+                started = time.monotonic()
+                board.start()
+                assert board.process is not None
+                code = board.process.wait(30)
+                awake.append(time.monotonic() - started)
+                if code != 76:
+                    raise RuntimeError(f"the board exited {code}:\n{board.console()[-2000:]}")
+                time.sleep(0.5)
+        finally:
+            board.stop()
     awake.sort()
     median = awake[len(awake) // 2]
     return {

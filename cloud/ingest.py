@@ -116,6 +116,7 @@ class TelemetryService(pb_grpc.TelemetryServicer):
     async def _stats(self, edge_id: str, stats: pb.EdgeStats) -> None:
         figures = (stats.at, stats.oldest_age_s, stats.delivery_rate)
         if not all(math.isfinite(x) and x >= 0 for x in figures):
+            metrics.EDGE_STATS_REFUSED.inc()
             log.warning("edge stats refused", edge=edge_id)
             return
         try:

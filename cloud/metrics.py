@@ -29,4 +29,10 @@ SAMPLES_REFUSED = Counter(
 RETENTION_DELETED = Counter(
     "edgewire_cloud_retention_deleted", "Samples deleted because they were older than --retain"
 )
+BUS_MESSAGES_IGNORED = Counter(
+    "edgewire_cloud_bus_messages_ignored", "AMQP bus messages that could not be read"
+)
+EDGE_STATS_REFUSED = Counter(
+    "edgewire_cloud_edge_stats_refused", "Edge buffer figures refused as nonsense"
+)
 WS_CLIENTS = Gauge("edgewire_cloud_ws_clients", "WebSocket feed clients connected")

@@ -226,3 +226,34 @@ class BlackHoleProxy:
             for state in self._connections:
                 for sock in state["sockets"]:
                     sock.close()
+
+
+# -- Mosquitto's own command-line clients (a client we did not write) -------
+
+
+def mqtt_sub(port: int, topic: str, *options: str) -> "subprocess.Popen[str]":
+    """mosquitto_sub on `topic` (with e.g. "-C", "2", "-W", "60"), its
+    messages one a line on stdout."""
+    return subprocess.Popen(
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-t", topic, *options],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def mqtt_pub(port: int, topic: str, message: str) -> None:
+    """mosquitto_pub one QoS 1 message."""
+    subprocess.run(
+        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", topic,
+         "-m", message],
+        check=True, timeout=10,
+    )  # fmt: skip
+
+
+def retained(port: int, topic: str, wait_s: int = 5) -> str:
+    """The retained message on `topic`, or "" when none came within wait_s."""
+    result = subprocess.run(
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-t", topic,
+         "-C", "1", "-W", str(wait_s)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return result.stdout.strip()

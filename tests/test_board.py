@@ -5,7 +5,6 @@ micropython-lib's umqtt.simple to a private Mosquitto, with a real edge and
 cloud behind it."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from edgewire.mosquitto import PrivateMosquitto
 from edgewire.sim.micropython import MicroPythonBoard
 from edgewire.sim.runner import board_config
 from firmware.build import build
-from tests.helpers import BlackHoleProxy, Service, eventually
+from tests.helpers import BlackHoleProxy, Service, eventually, mqtt_pub, mqtt_sub, retained
 
 # An ESP8266's heap, on the 64-bit unix port (where objects are about twice
 # their size on a 32-bit board), and the ring that fits beside the program.
@@ -79,17 +78,9 @@ def test_a_broker_restart_loses_nothing_and_commands_are_answered(
     board.step()
     eventually(lambda: "link lost" in board.console(), timeout_s=10, show=board.console)
     mosquitto.start()
-    acks = subprocess.Popen(
-        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-q", "1",
-         "-t", f"edgewire/{device}/cmd/ack", "-C", "2", "-W", "60"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    acks = mqtt_sub(mosquitto.port, f"edgewire/{device}/cmd/ack", "-q", "1", "-C", "2", "-W", "60")
     for command in ('{"id": "c1", "set": {"interval_s": 0.05}}', '{"id": "c2", "fly": true}'):
-        subprocess.run(
-            ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-q", "1",
-             "-t", f"edgewire/{device}/cmd", "-m", command],
-            check=True, timeout=10,
-        )  # fmt: skip
+        mqtt_pub(mosquitto.port, f"edgewire/{device}/cmd", command)
     out, _ = acks.communicate(timeout=70)
     answers = [json.loads(line) for line in out.splitlines()]
     assert answers[0] == {"id": "c1", "ok": True}
@@ -137,15 +128,6 @@ def test_a_half_open_link_is_noticed_and_nothing_is_lost(
     assert "stopped answering" in board.console()
 
 
-def retained_status(mosquitto: PrivateMosquitto, device: str) -> str:
-    result = subprocess.run(
-        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mosquitto.port),
-         "-t", f"edgewire/{device}/status", "-C", "1", "-W", "5"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    return result.stdout.strip()
-
-
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_quick_crashes_put_the_board_in_safe_mode(
     tmp_path: Path,
@@ -173,21 +155,14 @@ def test_quick_crashes_put_the_board_in_safe_mode(
             if (board.folder / "crash.dat").exists()
             else "0"
         )
-        return int(crashes) > 3 and retained_status(mosquitto, device) == "online"
+        status = retained(mosquitto.port, f"edgewire/{device}/status")
+        return int(crashes) > 3 and status == "online"
 
     eventually(in_safe_mode, timeout_s=60, show=board.console)
     assert board.exit_codes.count(75) >= 3, "crashes reboot the board"
     assert stored_seqs(cloud, device) == [], "no sampling in safe mode"
-    acks = subprocess.Popen(
-        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-q", "1",
-         "-t", f"edgewire/{device}/cmd/ack", "-C", "1", "-W", "30"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    subprocess.run(
-        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-q", "1",
-         "-t", f"edgewire/{device}/cmd", "-m", '{"id": "s1", "safe_mode": false}'],
-        check=True, timeout=10,
-    )  # fmt: skip
+    acks = mqtt_sub(mosquitto.port, f"edgewire/{device}/cmd/ack", "-q", "1", "-C", "1", "-W", "30")
+    mqtt_pub(mosquitto.port, f"edgewire/{device}/cmd", '{"id": "s1", "safe_mode": false}')
     out, _ = acks.communicate(timeout=40)
     assert json.loads(out) == {"id": "s1", "ok": True}
 
@@ -209,11 +184,7 @@ def test_deep_sleep_duty_cycle_keeps_the_boot_and_every_sample(
     )  # fmt: skip
     boards.append(board)
     board.start()
-    statuses = subprocess.Popen(
-        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-v",
-         "-t", f"edgewire/{device}/status", "-W", "25"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    statuses = mqtt_sub(mosquitto.port, f"edgewire/{device}/status", "-v", "-W", "25")
 
     def slept_three_times() -> bool:
         board.step()

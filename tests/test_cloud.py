@@ -140,6 +140,8 @@ def test_status_changes_reach_devices_and_the_live_feed(
     )
     eventually(lambda: cloud.get("/api/devices")[0]["status"] == "offline")
     assert cloud.get("/api/devices")[0]["edge_buffered"] == 120
+    metrics = httpx.get(cloud.url + "/metrics", timeout=10).text
+    assert "edgewire_cloud_edge_stats_refused_total 1.0" in metrics
 
 
 def test_sse_resumes_after_last_event_id_without_gaps_or_repeats(

@@ -17,7 +17,7 @@ from edgewire.mosquitto import PrivateMosquitto
 from edgewire.sim.hardware import EPOCH_2000
 from edgewire.sim.micropython import MicroPythonBoard
 from edgewire.sim.runner import board_config
-from tests.helpers import Service, eventually
+from tests.helpers import Service, eventually, mqtt_sub, retained
 
 WIFI = {"ssid": "workshop", "password": "hunter22"}
 BME280 = {"address": 0x76, "chip": "bme280", "adc": [519888, 415148, 30000]}
@@ -65,11 +65,7 @@ def test_a_board_samples_before_wifi_and_ntp_and_loses_nothing(
     hardware = {"platform": platform, "wifi": {**WIFI, "join_s": 2.0}, **wiring}
     board = mcu_board(tmp_path / device, mosquitto.port, hardware, sensors=sensors, max_samples=25)
     boards.append(board)
-    wire = subprocess.Popen(
-        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-q", "1",
-         "-t", f"edgewire/{device}/telemetry", "-W", "60"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    wire = mqtt_sub(mosquitto.port, f"edgewire/{device}/telemetry", "-q", "1", "-W", "60")
     board.start()
     eventually(lambda: not board.step(), timeout_s=60, show=board.console)
     assert board.exit_codes == [0], board.console()
@@ -112,15 +108,8 @@ def test_a_sensor_that_hangs_its_bus_trips_the_watchdog_until_safe_mode(
     def online_in_safe_mode() -> bool:
         board.step()
         crash = board.folder / "crash.dat"
-        return crash.exists() and int(crash.read_text()) > 3 and "online" in retained(device)
-
-    def retained(device: str) -> str:
-        result = subprocess.run(
-            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mosquitto.port),
-             "-t", f"edgewire/{device}/status", "-C", "1", "-W", "2"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        return result.stdout
+        status = retained(mosquitto.port, f"edgewire/{device}/status", wait_s=2)
+        return crash.exists() and int(crash.read_text()) > 3 and status == "online"
 
     eventually(online_in_safe_mode, timeout_s=60, show=board.console)
     assert board.console().count("watchdog reset") >= 3, board.console()

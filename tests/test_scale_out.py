@@ -3,11 +3,14 @@ feed) sharing one PostgreSQL and one RabbitMQ, both private to this test.
 Samples sent to either ingest reach the live subscribers of both feeds,
 once each and in event-id order."""
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import aio_pika
 import grpc
+import httpx
 import pytest
 
 from edgewire.postgres import PrivatePostgres
@@ -90,3 +93,29 @@ def test_samples_sent_to_either_ingest_reach_subscribers_of_both_feeds_once(
         assert ids == sorted(ids), "in event-id (commit) order"
     assert {x["device"] for x in only_b_on_two.samples()} == {"dev-b"}
     assert on_one.samples() == on_two.samples(), "both feeds tell the same story"
+
+
+def test_a_bus_message_that_cannot_be_read_is_counted_and_ignored(
+    clouds: list[Service], shared: tuple[str, str]
+) -> None:
+    async def publish_junk() -> None:
+        connection = await aio_pika.connect(shared[1])
+        async with connection:
+            channel = await connection.channel()
+            exchange = await channel.get_exchange("edgewire")
+            for body in (b"not json", b'{"first_id": "x"}', b"[]"):
+                await exchange.publish(aio_pika.Message(body), routing_key="samples.dev-x")
+
+    def all_counted() -> bool:
+        return all(
+            "edgewire_cloud_bus_messages_ignored_total 3.0"
+            in httpx.get(cloud.url + "/metrics", timeout=10).text
+            for cloud in clouds
+        )
+
+    asyncio.run(publish_junk())
+    eventually(all_counted)
+    # Still serving: a sample sent now reaches the other process's feed.
+    with SseClient(clouds[1].url + "/api/stream") as live:
+        send(clouds[0], "dev-c", 1, 1)
+        eventually(lambda: len(live.samples()) == 1)

@@ -26,6 +26,7 @@ import aio_pika
 import msgspec
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
+from cloud import metrics
 from cloud.bus.base import Event, StatusChange, Subscription
 from cloud.bus.memory import MemoryBus
 from cloud.storage.threads import StorageThreads
@@ -99,7 +100,8 @@ class AmqpBus:
                 await self._local.publish([_decode_status(message.body)])
                 return
             nudge = _decode_nudge(message.body)
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:  # not JSON, or not the shape expected
+            metrics.BUS_MESSAGES_IGNORED.inc()
             log.warning("bus message ignored", routing_key=message.routing_key, error=str(exc))
             return
         if self._last_id is None:  # this process's first: live from here

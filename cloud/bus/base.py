@@ -32,11 +32,9 @@ class SubscriberTooSlow(EdgewireError):
 
 
 class Subscription(Protocol):
-    def __aiter__(self) -> AsyncIterator[Event]: ...
-
     def batches(self, most: int, every_s: float = 0.0) -> AsyncIterator[list[Event]]:
-        """The same events, what is queued at once as one list, at most one
-        list every `every_s`."""
+        """The events, what is queued at once as one list, at most one list
+        every `every_s`; raises SubscriberTooSlow after an overflow."""
 
 
 class Bus(Protocol):

@@ -59,11 +59,6 @@ class _MemorySubscription:
             if item is None:
                 return
 
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        async for batch in self.batches(1000):
-            for event in batch:
-                yield event
-
 
 class MemoryBus:
     def __init__(self) -> None:

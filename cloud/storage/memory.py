@@ -73,6 +73,10 @@ class MemoryStorage:
         return rows
 
     def readings(self, query: ReadingsQuery) -> list[Reading]:
+        return self._matching(query)[: query.limit]
+
+    def _matching(self, query: ReadingsQuery) -> list[Reading]:
+        """Every reading the query's filters match (its limit aside), in order."""
         out = [
             Reading(s.device_id, s.boot, s.seq, s.ts, metric, value)
             for s in (e.sample for e in self._samples)
@@ -83,12 +87,11 @@ class MemoryStorage:
             if query.metric is None or metric == query.metric
         ]
         out.sort(key=lambda r: (r.ts, r.device, r.boot, r.seq, r.metric))
-        return out[: query.limit]
+        return out
 
     def downsample(self, query: ReadingsQuery, every_s: float) -> list[Bucket]:
         series: dict[tuple[float, str, str], list[float]] = {}
-        for r in self.readings(ReadingsQuery(query.device, query.metric, query.since, query.until,
-                                             limit=len(self._samples) * 64 + 1)):  # fmt: skip
+        for r in self._matching(query):
             start = math.floor(r.ts / every_s) * every_s
             series.setdefault((start, r.device, r.metric), []).append(float(r.value))
         return [

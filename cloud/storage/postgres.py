@@ -34,6 +34,7 @@ from cloud.storage.sql import (
     pg,
     read_devices,
     summaries,
+    where_clause,
 )
 from edgewire.errors import StorageError
 from edgewire.sample import Metrics, Sample, StoredSample
@@ -218,7 +219,8 @@ class PostgresStorage:
         return read_devices(self._reader)
 
     def readings(self, query: ReadingsQuery) -> list[Reading]:
-        where, params = _where(query)
+        where, params = where_clause(query)
+        where = pg(where)
         rows = self._reader.execute(
             "SELECT device_id, boot, seq, ts, metric, value, is_flag FROM readings"
             + where
@@ -232,7 +234,8 @@ class PostgresStorage:
             walked = self._walk_buckets(query, query.device, query.metric, every_s)
             if walked is not None:
                 return walked
-        where, params = _where(query)
+        where, params = where_clause(query)
+        where = pg(where)
         rows = self._reader.execute(
             "SELECT device_id, metric, floor(ts / %s) AS bucket,"
             " count(*), min(value), avg(value), max(value) FROM readings"
@@ -314,18 +317,3 @@ class PostgresStorage:
     def close(self) -> None:
         self._reader.close()
         self._writer.close()
-
-
-def _where(query: ReadingsQuery) -> tuple[str, list[object]]:
-    where: list[str] = []
-    params: list[object] = []
-    for clause, value in (
-        ("device_id = %s", query.device),
-        ("metric = %s", query.metric),
-        ("ts >= %s", query.since),
-        ("ts < %s", query.until),
-    ):
-        if value is not None:
-            where.append(clause)
-            params.append(value)
-    return (" WHERE " + " AND ".join(where) if where else ""), params

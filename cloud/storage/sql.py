@@ -5,7 +5,7 @@ is the same in both."""
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from cloud.storage.base import DeviceRow, EdgeStats
+from cloud.storage.base import DeviceRow, EdgeStats, ReadingsQuery
 from edgewire.sample import StoredSample
 
 # Written with SQLite's `?` placeholders; pg() turns them into psycopg's.
@@ -30,6 +30,22 @@ def pg(sql: str) -> str:
 
 def edge_stats_row(stats: EdgeStats) -> tuple[str, float, int, float, float]:
     return (stats.edge_id, stats.at, stats.buffered, stats.oldest_age_s, stats.delivery_rate)
+
+
+def where_clause(query: ReadingsQuery) -> tuple[str, list[object]]:
+    """The WHERE of a readings query (`?` placeholders), and its parameters."""
+    where: list[str] = []
+    params: list[object] = []
+    for clause, value in (
+        ("device_id = ?", query.device),
+        ("metric = ?", query.metric),
+        ("ts >= ?", query.since),
+        ("ts < ?", query.until),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    return (" WHERE " + " AND ".join(where) if where else ""), params
 
 
 class Executes(Protocol):

@@ -27,6 +27,7 @@ from cloud.storage.sql import (
     edge_stats_row,
     read_devices,
     summaries,
+    where_clause,
 )
 from edgewire.errors import StorageError
 from edgewire.sample import Metrics, Sample, StoredSample
@@ -189,7 +190,7 @@ class SqliteStorage:
         return read_devices(self._reader)
 
     def readings(self, query: ReadingsQuery) -> list[Reading]:
-        where, params = _where(query)
+        where, params = where_clause(query)
         sql = "SELECT device_id, boot, seq, ts, metric, value, is_flag FROM readings" + where
         sql += " ORDER BY ts, device_id, boot, seq, metric LIMIT ?"
         params.append(query.limit)
@@ -203,7 +204,7 @@ class SqliteStorage:
             walked = self._walk_buckets(query, query.device, query.metric, every_s)
             if walked is not None:
                 return walked
-        where, params = _where(query)
+        where, params = where_clause(query)
         # The series index serves the filter; grouping by bucket start is
         # then one pass over the rows in range.
         sql = (
@@ -304,18 +305,3 @@ class SqliteStorage:
     def close(self) -> None:
         self._reader.close()
         self._writer.close()
-
-
-def _where(query: ReadingsQuery) -> tuple[str, list[object]]:
-    where: list[str] = []
-    params: list[object] = []
-    for clause, value in (
-        ("device_id = ?", query.device),
-        ("metric = ?", query.metric),
-        ("ts >= ?", query.since),
-        ("ts < ?", query.until),
-    ):
-        if value is not None:
-            where.append(clause)
-            params.append(value)
-    return (" WHERE " + " AND ".join(where) if where else ""), params
