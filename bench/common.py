@@ -58,13 +58,13 @@ def publish_lines(port: int, topic: str, lines: bytes) -> subprocess.Popen[bytes
 
 
 class Cloud:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *extra: str) -> None:
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.argv = edgewire_argv(
             "cloud", "--host", "127.0.0.1", "--grpc-port", str(self.grpc_port),
             "--http-port", str(self.http_port), "--db", f"sqlite:///{workdir}/cloud.db",
-            "--log-level", "warning",
+            "--log-level", "warning", *extra,
         )  # fmt: skip
         self.log = workdir / "cloud.log"
         self.process: subprocess.Popen[bytes] | None = None

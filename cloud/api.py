@@ -1,6 +1,7 @@
 """The cloud's HTTP API, the SSE feed and the dashboard (contract §4)."""
 
 import asyncio
+import json
 import math
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -19,12 +20,14 @@ from starlette.websockets import WebSocket
 
 from cloud import metrics
 from cloud.bus import Bus, SubscriberTooSlow
+from cloud.downlink import Downlink, UnknownDevice
 from cloud.feeds import feed_batches
 from cloud.shapes import sse_chunk
 from cloud.storage import ReadingsQuery
 from cloud.storage.threads import StorageThreads
 from cloud.ws import serve_websocket
 from edgewire import contract
+from edgewire import downlink as downlink_rules
 from edgewire.durations import parse_duration
 
 MAX_LIMIT = 100_000
@@ -32,8 +35,34 @@ MIN_EVERY_S = 0.001
 SSE_PING_S = 15
 
 
-class BadRequest(Exception):
+MAX_COMMAND_BODY = 4096
+MAX_COMMANDS_LISTED = 1000
+
+
+class BadRequest(ValueError):
     pass
+
+
+class BodyTooLarge(ValueError):
+    pass
+
+
+async def _small_body(request: Request, most: int) -> bytes:
+    """The request body, refused once it passes `most` bytes (without
+    reading the rest of a huge one)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > most:
+            raise BodyTooLarge(f"body over {most} bytes")
+    return body
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise BadRequest("body is not JSON") from None
 
 
 class _JSON(Response):
@@ -45,10 +74,38 @@ class _JSON(Response):
         return msgspec.json.encode(content)
 
 
-def create_app(storage: StorageThreads, bus: Bus, stopping: asyncio.Event) -> Starlette:
+def create_app(
+    storage: StorageThreads, bus: Bus, downlink: Downlink, stopping: asyncio.Event
+) -> Starlette:
     async def devices(request: Request) -> Response:
         rows = await storage.devices()
         return _JSON(rows)
+
+    async def send_command(request: Request) -> Response:
+        """POST /api/devices/<id>/cmd?ttl=10m with the command as the body,
+        e.g. {"set": {"interval_s": 30}}: 202 with the queued command."""
+        try:
+            ttl_s = _ttl(request.query_params.get("ttl"))
+            body = await _small_body(request, MAX_COMMAND_BODY)
+            row = await downlink.queue(request.path_params["device"], _json(body), ttl_s)
+        except UnknownDevice as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        except BodyTooLarge as exc:
+            metrics.BAD_REQUESTS.labels("cmd").inc()
+            return JSONResponse({"error": str(exc)}, status_code=413)
+        except ValueError as exc:  # BadRequest is one too
+            metrics.BAD_REQUESTS.labels("cmd").inc()
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return _JSON(row, status_code=202)
+
+    async def list_commands(request: Request) -> Response:
+        try:
+            device = _device(request.path_params["device"])
+            limit = min(_limit(request.query_params.get("limit")), MAX_COMMANDS_LISTED)
+        except BadRequest as exc:
+            metrics.BAD_REQUESTS.labels("cmd").inc()
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return _JSON(await storage.commands(device, limit))
 
     async def readings(request: Request) -> Response:
         try:
@@ -89,7 +146,7 @@ def create_app(storage: StorageThreads, bus: Bus, stopping: asyncio.Event) -> St
             yield ServerSentEvent(data="too slow; reconnect to resume", event="overflow")
 
     async def ws(websocket: WebSocket) -> None:
-        await serve_websocket(websocket, storage, bus)
+        await serve_websocket(websocket, storage, bus, downlink)
 
     async def healthz(request: Request) -> Response:
         if stopping.is_set():
@@ -103,6 +160,8 @@ def create_app(storage: StorageThreads, bus: Bus, stopping: asyncio.Event) -> St
     return Starlette(
         routes=[
             Route("/api/devices", devices),
+            Route("/api/devices/{device}/cmd", send_command, methods=["POST"]),
+            Route("/api/devices/{device}/cmd", list_commands, methods=["GET"]),
             Route("/api/readings", readings),
             Route("/api/stream", stream),
             WebSocketRoute("/api/ws", ws),
@@ -157,6 +216,16 @@ def _every(value: str | None) -> float | None:
     if seconds < MIN_EVERY_S:
         raise BadRequest(f"every must be at least {MIN_EVERY_S:g}s")
     return seconds
+
+
+def _ttl(value: str | None) -> float:
+    """How long a command may wait for its board (`ttl=10m`)."""
+    if value is None:
+        return downlink_rules.DEFAULT_TTL_S
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise BadRequest(f"ttl: {exc}") from None
 
 
 def _limit(value: str | None) -> int:

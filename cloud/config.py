@@ -23,6 +23,13 @@ class CloudSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     retain: Annotated[
         str | None, Meta(description="delete samples older than this, e.g. 30d (default: keep all)")
     ] = None
+    ws_deflate: Annotated[
+        bool,
+        Meta(
+            description="compress WebSocket feeds (permessage-deflate): fewer bytes on the"
+            " wire, but a compressor per client costs CPU and memory"
+        ),
+    ] = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace_s: Annotated[float, Meta(gt=0, description="seconds to stop cleanly")] = 10.0
 

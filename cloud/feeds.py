@@ -12,7 +12,8 @@ a few large writes rather than many small ones.
 
 from collections.abc import AsyncIterator
 
-from cloud.bus import Bus, Event, StatusChange
+from cloud import metrics
+from cloud.bus import Bus, Event
 from cloud.storage.threads import StorageThreads
 from edgewire.sample import StoredSample
 
@@ -32,6 +33,20 @@ async def feed_batches(
     after_id: int | None,
 ) -> AsyncIterator[list[Event]]:
     """Stored samples after `after_id` (None: live only), then live events."""
+    metrics.SUBSCRIBERS.inc()
+    try:
+        async for batch in _feed_batches(storage, bus, devices, after_id):
+            yield batch
+    finally:
+        metrics.SUBSCRIBERS.dec()
+
+
+async def _feed_batches(
+    storage: StorageThreads,
+    bus: Bus,
+    devices: frozenset[str] | None,
+    after_id: int | None,
+) -> AsyncIterator[list[Event]]:
     async with bus.subscribe(MAX_QUEUED) as live:
         last = 0
         if after_id is not None:
@@ -52,11 +67,7 @@ async def feed_batches(
                     last = event.id
                     if devices is not None and event.sample.device_id not in devices:
                         continue
-                elif (
-                    isinstance(event, StatusChange)
-                    and devices is not None
-                    and event.device_id not in devices
-                ):
+                elif devices is not None and event.device_id not in devices:
                     continue
                 wanted.append(event)
             if wanted:

@@ -6,6 +6,7 @@ is what lets the feeds resume without gaps or repeats.
 """
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import msgspec
 
 from cloud import metrics
 from cloud.bus import Bus, StatusChange
+from cloud.downlink import Downlink
 from cloud.feeds import feed
 from cloud.storage.base import EdgeStats
 from cloud.storage.threads import StorageThreads
@@ -54,10 +56,13 @@ class Committer:
 
 
 class TelemetryService(pb_grpc.TelemetryServicer):
-    def __init__(self, committer: Committer, storage: StorageThreads, bus: Bus) -> None:
+    def __init__(
+        self, committer: Committer, storage: StorageThreads, bus: Bus, downlink: Downlink
+    ) -> None:
         self._committer = committer
         self._storage = storage
         self._bus = bus
+        self._downlink = downlink
 
     async def Ingest(
         self,
@@ -65,23 +70,40 @@ class TelemetryService(pb_grpc.TelemetryServicer):
         context: grpc.aio.ServicerContext[pb.EdgeMessage, pb.CloudMessage],
     ) -> None:
         edge_id = None
+        commands: asyncio.Task[None] | None = None
+        # Acks and commands share the stream: one write at a time.
+        writing = asyncio.Lock()
+
+        async def write(message: pb.CloudMessage) -> None:
+            async with writing:
+                await context.write(message)
+
         metrics.EDGE_STREAMS.inc()
         try:
             async for message in request_iterator:
                 kind = message.WhichOneof("kind")
                 if kind == "hello":
-                    edge_id = message.hello.edge_id
-                    log.info("edge connected", edge=edge_id, peer=context.peer())
+                    if edge_id is None:
+                        edge_id = message.hello.edge_id
+                        log.info("edge connected", edge=edge_id, peer=context.peer())
+                        commands = asyncio.create_task(self._downlink.serve_edge(edge_id, write))
                 elif edge_id is None:
                     await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "send Hello first")
                 elif kind == "batch":
-                    await self._batch(edge_id, message.batch, context)
+                    ack = await self._batch(edge_id, message.batch, context)
+                    await write(pb.CloudMessage(ack=ack))
                 elif kind == "status":
                     await self._status(edge_id, message.status)
                 elif kind == "stats":
                     await self._stats(edge_id, message.stats)
+                elif kind == "command_update":
+                    await self._downlink.edge_said(edge_id, message.command_update)
         finally:
             metrics.EDGE_STREAMS.dec()
+            if commands is not None:
+                commands.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await commands
             if edge_id is not None:
                 log.info("edge stream ended", edge=edge_id)
 
@@ -90,7 +112,7 @@ class TelemetryService(pb_grpc.TelemetryServicer):
         edge_id: str,
         batch: pb.Batch,
         context: grpc.aio.ServicerContext[pb.EdgeMessage, pb.CloudMessage],
-    ) -> None:
+    ) -> pb.Ack:
         good: list[Sample] = []
         refused = 0
         for message in batch.samples:
@@ -110,8 +132,9 @@ class TelemetryService(pb_grpc.TelemetryServicer):
             log.error("batch not committed", edge=edge_id, error=str(exc))
             await context.abort(grpc.StatusCode.UNAVAILABLE, "storage unavailable, retry")
         metrics.BATCHES.inc()
-        ack = pb.Ack(batch_id=batch.batch_id, stored=stored, duplicates=duplicates, refused=refused)
-        await context.write(pb.CloudMessage(ack=ack))
+        return pb.Ack(
+            batch_id=batch.batch_id, stored=stored, duplicates=duplicates, refused=refused
+        )
 
     async def _stats(self, edge_id: str, stats: pb.EdgeStats) -> None:
         figures = (stats.at, stats.oldest_age_s, stats.delivery_rate)

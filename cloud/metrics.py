@@ -16,7 +16,7 @@ COMMIT_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 EDGE_STREAMS = Gauge("edgewire_cloud_edge_streams", "Edge Ingest streams connected")
-SUBSCRIBERS = Gauge("edgewire_cloud_subscribers", "Live-feed subscribers (SSE and gRPC)")
+SUBSCRIBERS = Gauge("edgewire_cloud_subscribers", "Live-feed subscribers (SSE, WebSocket and gRPC)")
 SUBSCRIBERS_DROPPED = Counter(
     "edgewire_cloud_subscribers_dropped", "Subscribers cut off because they fell behind"
 )
@@ -36,3 +36,8 @@ EDGE_STATS_REFUSED = Counter(
     "edgewire_cloud_edge_stats_refused", "Edge buffer figures refused as nonsense"
 )
 WS_CLIENTS = Gauge("edgewire_cloud_ws_clients", "WebSocket feed clients connected")
+COMMANDS = Counter("edgewire_cloud_commands", "Board commands reaching each state", ["state"])
+COMMAND_UPDATES_IGNORED = Counter(
+    "edgewire_cloud_command_updates_ignored",
+    "Command updates from edges that were malformed or not forward of the state held",
+)

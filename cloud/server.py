@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from cloud.api import create_app
 from cloud.bus import open_bus
 from cloud.config import CloudSettings
+from cloud.downlink import Downlink
 from cloud.ingest import Committer, TelemetryService
 from cloud.retention import keep_only
 from cloud.storage import open_storage
@@ -51,7 +52,8 @@ async def serve_cloud(settings: CloudSettings, stop: asyncio.Event) -> None:
         await bus.start()
         server = grpc.aio.server(options=grpc_server_options())
         committer = Committer(storage, bus)
-        service = TelemetryService(committer, storage, bus)
+        downlink = Downlink(storage, bus)
+        service = TelemetryService(committer, storage, bus, downlink)
         pb_grpc.add_TelemetryServicer_to_server(service, server)  # type: ignore[no-untyped-call]
         health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # public alias the stubs lack
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -66,8 +68,10 @@ async def serve_cloud(settings: CloudSettings, stop: asyncio.Event) -> None:
         await server.start()
         for name in ("", SERVICE_NAME):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        app = create_app(storage, bus, stopping)
-        async with HttpServer(app, settings.host, settings.http_port) as http:
+        app = create_app(storage, bus, downlink, stopping)
+        async with HttpServer(
+            app, settings.host, settings.http_port, ws_deflate=settings.ws_deflate
+        ) as http:
             log.info(
                 "cloud ready",
                 grpc_port=port,
@@ -75,6 +79,7 @@ async def serve_cloud(settings: CloudSettings, stop: asyncio.Event) -> None:
                 db=redact_url(settings.db),
                 bus=redact_url(settings.bus),
             )
+            commands = asyncio.create_task(downlink.run(stopping), name="downlink")
             retention = None
             if settings.retain_s is not None:
                 retention = asyncio.create_task(keep_only(storage, settings.retain_s, stopping))
@@ -82,6 +87,7 @@ async def serve_cloud(settings: CloudSettings, stop: asyncio.Event) -> None:
             stopping.set()
             if retention is not None:
                 await retention
+            await commands
             await health_servicer.enter_graceful_shutdown()
             await server.stop(grace=min(5.0, settings.shutdown_grace_s / 2))
             await bus.close()

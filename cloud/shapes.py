@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from cloud.bus import Event, StatusChange
+from cloud.bus import CommandChange, Event, StatusChange
 from edgewire.sample import StoredSample
 
 _CACHE_SIZE = 20_000
@@ -42,26 +42,30 @@ def sample_text(event: StoredSample) -> str:
     return text
 
 
-def status_text(event: StatusChange) -> str:
+def event_text(event: StatusChange | CommandChange) -> str:
     return msgspec.json.encode(event).decode()
+
+
+def _kind(event: StatusChange | CommandChange) -> str:
+    return "status" if isinstance(event, StatusChange) else "command"
 
 
 def sse_chunk(events: Sequence[Event]) -> bytes:
     """Server-sent events for a batch, in one write: `sample` events carry
-    their id (for Last-Event-ID), `status` events none."""
+    their id (for Last-Event-ID), `status` and `command` events none."""
     parts = []
     for event in events:
         if isinstance(event, StoredSample):
             parts.append(f"id: {event.id}\nevent: sample\ndata: {sample_text(event)}\n\n")
         else:
-            parts.append(f"event: status\ndata: {status_text(event)}\n\n")
+            parts.append(f"event: {_kind(event)}\ndata: {event_text(event)}\n\n")
     return "".join(parts).encode()
 
 
 def ws_frames(events: Sequence[Event]) -> list[str]:
     """WebSocket messages for a batch: the samples together in one
-    `{"samples": [...]}`, each status change in its own `{"status": {...}}`,
-    in the order they came."""
+    `{"samples": [...]}`, each status change in its own `{"status": {...}}`
+    and each command's change in `{"command": {...}}`, in the order they came."""
     frames: list[str] = []
     samples: list[str] = []
     for event in events:
@@ -71,7 +75,7 @@ def ws_frames(events: Sequence[Event]) -> list[str]:
             if samples:
                 frames.append('{"samples":[' + ",".join(samples) + "]}")
                 samples = []
-            frames.append('{"status":' + status_text(event) + "}")
+            frames.append('{"' + _kind(event) + '":' + event_text(event) + "}")
     if samples:
         frames.append('{"samples":[' + ",".join(samples) + "]}")
     return frames

@@ -7,6 +7,10 @@ Client → cloud, one JSON object a message:
         devices: null (or absent) for every board; after: an event id to
         resume after (null: live only). A new subscribe replaces the last.
     {"unsubscribe": true}
+    {"cmd": {"set": {"interval_s": 5}}, "device": "greenhouse-1", "ttl": "10m"}
+        a command for a board (ttl optional, default 1h), as with
+        POST /api/devices/<id>/cmd; answered with {"queued": {...}}, and its
+        later states arrive as `command` events to subscribers of that board
 
 Cloud → client:
 
@@ -15,13 +19,12 @@ Cloud → client:
         in id order: what was ready at once (a replay page, or the
         samples that arrived while the last message was being sent)
     {"status": {"device_id", "status", "at"}}
+    {"command": {"device_id", "id", "state", "at", "command", "error"}}
+    {"queued": {"id", "device", "command", "state", "created_at", ...}}
     {"unsubscribed": true}
     {"error": "..."}         a message it could not take; the socket stays open
     {"overflow": "..."}      the client fell behind; the socket is closed
                              (1013), reconnect and resume after the last id
-
-Board commands over this socket come with the edge's downlink; until then a
-`cmd` message is answered with an error.
 """
 
 import asyncio
@@ -29,14 +32,17 @@ import contextlib
 import json
 from typing import Any
 
+import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from cloud import metrics
 from cloud.bus import Bus, SubscriberTooSlow
+from cloud.downlink import Downlink, UnknownDevice
 from cloud.feeds import feed_batches
 from cloud.shapes import ws_frames
 from cloud.storage.threads import StorageThreads
 from edgewire import contract
+from edgewire.durations import parse_duration
 
 MAX_DEVICES = 100  # in one subscription
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -68,10 +74,13 @@ def parse_subscription(message: Any) -> tuple[frozenset[str] | None, int | None]
 
 
 class _Session:
-    def __init__(self, websocket: WebSocket, storage: StorageThreads, bus: Bus) -> None:
+    def __init__(
+        self, websocket: WebSocket, storage: StorageThreads, bus: Bus, downlink: Downlink
+    ) -> None:
         self.websocket = websocket
         self.storage = storage
         self.bus = bus
+        self.downlink = downlink
         self.pump: asyncio.Task[None] | None = None
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -96,6 +105,17 @@ class _Session:
         # The feed ended: the cloud is stopping.
         await self.websocket.close(CLOSE_GOING_AWAY)
 
+    async def command(self, message: dict[str, Any]) -> None:
+        device, ttl = message.get("device"), message.get("ttl", "1h")
+        if not isinstance(device, str):
+            raise BadMessage("cmd needs the board's id in `device`")
+        try:
+            ttl_s = parse_duration(ttl) if isinstance(ttl, str) else float("nan")
+            row = await self.downlink.queue(device, message["cmd"], ttl_s)
+        except (ValueError, UnknownDevice) as exc:
+            raise BadMessage(str(exc)) from None
+        await self.websocket.send_text('{"queued":' + msgspec.json.encode(row).decode() + "}")
+
     async def handle(self, raw: str) -> None:
         try:
             message = json.loads(raw)
@@ -115,14 +135,16 @@ class _Session:
             await self.stop_pump()
             await self.send({"unsubscribed": True})
         elif "cmd" in message:
-            raise BadMessage("commands to boards are not available on this cloud yet")
+            await self.command(message)
         else:
-            raise BadMessage("expected subscribe or unsubscribe")
+            raise BadMessage("expected subscribe, unsubscribe or cmd")
 
 
-async def serve_websocket(websocket: WebSocket, storage: StorageThreads, bus: Bus) -> None:
+async def serve_websocket(
+    websocket: WebSocket, storage: StorageThreads, bus: Bus, downlink: Downlink
+) -> None:
     await websocket.accept()
-    session = _Session(websocket, storage, bus)
+    session = _Session(websocket, storage, bus, downlink)
     metrics.WS_CLIENTS.inc()
     try:
         while True:

@@ -16,6 +16,7 @@ from typing import Any
 from edge import metrics
 from edge.buffer import Caps, open_buffer
 from edge.config import EdgeSettings
+from edge.downlink import Answer
 from edge.http import HealthServer
 from edge.intake import MqttIntake
 from edge.pipeline import Pipeline
@@ -50,12 +51,18 @@ async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
 
     tracker = StoredTracker()
     tracker.restore(buffer.marks())
+
+    def answer(device_id: str, said: Answer) -> None:
+        if uplink is not None:
+            loop.call_soon_threadsafe(uplink.command_answered, device_id, said)
+
     pipeline = Pipeline(
         buffer,
         settings.buffer_full_policy,
         tracker,
         on_committed=committed,
         on_status=status,
+        on_answer=answer,
     )
     limits = Limits(
         max_batches=settings.window_batches,
@@ -75,6 +82,12 @@ async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
         settings.mqtt_endpoint, f"edgewire-edge-{settings.edge_id}", pipeline.handle, pipeline.room
     )
     pipeline.attach(intake)
+    uplink.publish = intake.publish
+
+    def published(mid: int) -> None:
+        loop.call_soon_threadsafe(uplink.command_published, mid)
+
+    intake.on_published = published
     report: dict[str, Any] = {}
 
     def probe() -> tuple[bool, dict[str, Any]]:
@@ -116,6 +129,7 @@ async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
 async def _tick(pipeline: Pipeline, uplink: Uplink) -> dict[str, Any]:
     """Housekeeping every TICK_S: watermarks, gauges, the health report."""
     await pipeline.tick()
+    uplink.expire_commands(time.time())
     stats = await pipeline.stats()
     oldest = await pipeline.oldest_ts()
     uplink.delivery_rate.add(0, time.monotonic())

@@ -136,6 +136,9 @@ class MqttIntake:
     ) -> None:
         self._endpoint = endpoint
         self._on_message = on_message
+        # Told (on paho's thread) the message id of each of our QoS 1
+        # publications the broker acknowledged.
+        self.on_published: Callable[[int], None] | None = None
         self._connected = threading.Event()
         client = _FastClient(
             CallbackAPIVersion.VERSION2,
@@ -148,6 +151,7 @@ class MqttIntake:
             client.username_pw_set(endpoint.username, endpoint.password)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
+        client.on_publish = self._handle_published
         client.publish_handler = self._handle_publish
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.room = room
@@ -170,10 +174,25 @@ class MqttIntake:
         """Acknowledge QoS 1 messages (QoS 0 ones need nothing)."""
         self._client.ack_many(mids)
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> int | None:
+        """Queue a message for the broker; its id (paho sends a QoS 1 one
+        when connected, again after a reconnect), or None if paho refused it."""
         info = self._client.publish(topic, payload, qos=qos)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             log.warning("publish failed", topic=topic, rc=int(info.rc))
+            return None
+        return info.mid
+
+    def _handle_published(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self.on_published is not None:
+            self.on_published(mid)
 
     def _handle_connect(
         self,
@@ -190,6 +209,7 @@ class MqttIntake:
             [
                 (contract.subscription(contract.TELEMETRY), 1),
                 (contract.subscription(contract.STATUS), 1),
+                (contract.subscription(contract.CMD_ACK), 1),
             ]
         )
         self._connected.set()

@@ -47,3 +47,11 @@ BACKLOG_DRAIN_ETA = Gauge(
     "Estimated seconds until the buffer is empty at the current delivery rate (-1: not draining)",
 )
 BATCHES_SENT = Counter("edgewire_edge_batches_sent", "Batches sent to the cloud", ["lane"])
+COMMANDS = Counter(
+    "edgewire_edge_commands",
+    "Board commands: received from the cloud, delivered to the broker, answered by boards",
+    ["step"],
+)
+COMMAND_ANSWERS_UNKNOWN = Counter(
+    "edgewire_edge_command_answers_unknown", "Board answers to no command held at this edge"
+)

@@ -25,8 +25,9 @@ from prometheus_client import Counter
 
 from edge import metrics
 from edge.buffer import Buffer, BufferStats, DeadLetter, dead_letter
+from edge.downlink import Answer, parse_answer
 from edge.stored import StoredTracker
-from edge.validate import validate_status, validate_telemetry
+from edge.validate import Reason, validate_status, validate_telemetry
 from edgewire import contract
 from edgewire.errors import StorageError
 from edgewire.logs import get_logger
@@ -51,11 +52,13 @@ class FullPolicy(StrEnum):
 class Broker(Protocol):
     def ack_many(self, mids: Sequence[int]) -> None: ...
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None: ...
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> int | None: ...
 
 
 # (device_id, status, at); called on the MQTT thread.
 StatusHandler = Callable[[str, str, float], None]
+# (device_id, answer) of a board's cmd/ack; called on the MQTT thread.
+AnswerHandler = Callable[[str, Answer], None]
 # (first_id, records); called on the buffer thread after each commit.
 CommitHandler = Callable[[int, list[bytes]], None]
 
@@ -96,8 +99,10 @@ class Pipeline:
         tracker: StoredTracker,
         on_committed: CommitHandler,
         on_status: StatusHandler,
+        on_answer: AnswerHandler | None = None,
     ) -> None:
         self._buffer = buffer
+        self._on_answer = on_answer
         self._policy = policy
         self._tracker = tracker
         self._on_committed = on_committed
@@ -145,6 +150,14 @@ class Pipeline:
                 message.letters = [
                     dead_letter(now, status.topic, status.reason, status.detail, payload)
                 ]
+        elif kind == contract.CMD_ACK:
+            answer = parse_answer(payload)
+            if isinstance(answer, Answer):
+                if self._on_answer is not None:
+                    self._on_answer(device_id, answer)
+            else:
+                topic = contract.topic(device_id, kind)
+                message.letters = [dead_letter(now, topic, Reason.BAD_ANSWER, answer, payload)]
         with self._lock:
             self._pending.append(message)
             if len(self._pending) >= MAX_PENDING_MESSAGES:

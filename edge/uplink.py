@@ -4,7 +4,9 @@ The stream carries batches chosen by edge/window.py (backlog oldest first,
 live samples alongside), a window of them in flight; the cloud acknowledges
 each batch after committing it, and only then are its records deleted here.
 When the stream breaks, everything unacknowledged is sent again on the next
-one. Device status changes ride the same stream. Samples travel as the
+one. Device status changes ride the same stream, and so do board commands:
+down from the cloud, held by the desk (edge/downlink.py) until the board is
+online, published on its `cmd` topic, and their states back up. Samples travel as the
 serialized bytes the buffer holds; only the framing is added here.
 """
 
@@ -13,15 +15,16 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
 
 from edge import metrics
+from edge.downlink import Answer, CommandDesk, Held
 from edge.pipeline import Pipeline
 from edge.window import Lane, Limits, Outgoing, RateMeter, SendPlan, backoff_delay
-from edgewire import __version__
+from edgewire import __version__, contract
 from edgewire.logs import get_logger
 from edgewire.urls import Endpoint
 from edgewire.v1 import edgewire_pb2 as pb
@@ -92,6 +95,10 @@ class Uplink:
         self._handoff_records = 0
         self._handoff_skip_to = 0
         self._handoff_scheduled = False
+        # Board commands: the desk decides, this publishes through `publish`.
+        self.desk = CommandDesk()
+        self.publish: Callable[[str, bytes, int], int | None] | None = None
+        self._command_mids: dict[int, str] = {}  # MQTT message id -> command id
 
     # -- called on the event loop by the rest of the agent -------------------
 
@@ -128,7 +135,50 @@ class Uplink:
 
     def status_changed(self, device_id: str, status: str, at: float) -> None:
         self._statuses[device_id] = _Status(status, at)
+        self._publish_commands(self.desk.status(device_id, status))
         self._attention.set()
+
+    def command_answered(self, device_id: str, answer: Answer) -> None:
+        if self.desk.answer(device_id, answer, time.time()):
+            metrics.COMMANDS.labels("answered").inc()
+            self._attention.set()
+        else:
+            metrics.COMMAND_ANSWERS_UNKNOWN.inc()
+            log.warning("answer to no command held here", device=device_id)
+
+    def command_published(self, mid: int) -> None:
+        command_id = self._command_mids.pop(mid, None)
+        if command_id is not None:
+            self.desk.delivered(command_id, time.time())
+            metrics.COMMANDS.labels("delivered").inc()
+            self._attention.set()
+
+    def expire_commands(self, now: float) -> None:
+        expired = self.desk.expire(now)
+        if expired:
+            metrics.COMMANDS.labels("expired").inc(expired)
+            self._attention.set()
+        for mid, command_id in list(self._command_mids.items()):
+            if command_id not in self.desk.held:
+                del self._command_mids[mid]
+
+    def _take_command(self, command: pb.Command) -> None:
+        metrics.COMMANDS.labels("received").inc()
+        self._publish_commands(
+            self.desk.take(
+                command.id, command.device_id, command.payload, command.expires_at, time.time()
+            )
+        )
+        self._attention.set()
+
+    def _publish_commands(self, commands: list[Held]) -> None:
+        for command in commands:
+            topic = contract.topic(command.device_id, contract.CMD)
+            mid = None if self.publish is None else self.publish(topic, command.payload, 1)
+            if mid is None:
+                self.desk.not_handed(command.id)
+            else:
+                self._command_mids[mid] = command.id
 
     def stats_changed(self, buffered: int, oldest_age_s: float, delivery_rate: float) -> None:
         """The latest buffer figures; the cloud gets them every STATS_EVERY_S."""
@@ -156,6 +206,7 @@ class Uplink:
                 self._stats_sent_at = float("-inf")
                 for state in self._statuses.values():
                     state.sent = False
+                self.desk.stream_lost()
             attempt = 0 if self._acked_any else attempt + 1
             delay = backoff_delay(attempt, BACKOFF_BASE_S, self._reconnect_max_s, random.random())
             with contextlib.suppress(TimeoutError):
@@ -214,6 +265,12 @@ class Uplink:
                     status = pb.DeviceStatus(device_id=device_id, status=state.status, at=state.at)
                     self._outbox.put_nowait(pb.EdgeMessage(status=status).SerializeToString())
                     state.sent = True
+            for update in self.desk.to_send():
+                said = pb.CommandUpdate(
+                    id=update.id, device_id=update.device_id, state=update.state,
+                    error=update.error, at=update.at,
+                )  # fmt: skip
+                self._outbox.put_nowait(pb.EdgeMessage(command_update=said).SerializeToString())
             now = time.monotonic()
             lane = plan.next_lane(now)
             batch: Outgoing | None = None
@@ -233,7 +290,11 @@ class Uplink:
 
     async def _receive(self, call: "grpc.aio.StreamStreamCall[bytes, pb.CloudMessage]") -> None:
         async for message in call:
-            if message.WhichOneof("kind") != "ack":
+            kind = message.WhichOneof("kind")
+            if kind == "command":
+                self._take_command(message.command)
+                continue
+            if kind != "ack":
                 continue
             ids = self.plan.acked(message.ack.batch_id)
             if ids:

@@ -49,6 +49,7 @@ class Reason(StrEnum):
     BAD_DEVICE_ID = "bad_device_id"
     EMPTY = "empty"
     BAD_STATUS = "bad_status"
+    BAD_ANSWER = "bad_answer"
 
 
 class Reject(msgspec.Struct, frozen=True):

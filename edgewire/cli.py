@@ -61,6 +61,8 @@ def _describe(kind: msgspec.inspect.Type) -> tuple[str, str]:
         kind = kind.type
     if isinstance(kind, msgspec.inspect.IntType):
         return description, "INT"
+    if isinstance(kind, msgspec.inspect.BoolType):
+        return description, "[true|false]"
     if isinstance(kind, msgspec.inspect.FloatType):
         return description, "NUMBER"
     if isinstance(kind, msgspec.inspect.EnumType | msgspec.inspect.LiteralType):

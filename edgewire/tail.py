@@ -54,6 +54,16 @@ def format_status(status: dict[str, Any]) -> str:
     return f"{when.replace('+00:00', 'Z')} {status['device_id']} is {status['status']}"
 
 
+def format_command(change: dict[str, Any]) -> str:
+    when = datetime.fromtimestamp(change["at"], UTC).isoformat(timespec="milliseconds")
+    command = json.dumps(change["command"], separators=(",", ":"))
+    why = f" ({change['error']})" if change.get("error") else ""
+    return (
+        f"{when.replace('+00:00', 'Z')} {change['device_id']} command {change['id']} "
+        f"{command} {change['state']}{why}"
+    )
+
+
 def tail(cloud: str, device: str | None, as_json: bool, out: TextIO = sys.stdout) -> None:
     """Print the feed until interrupted; reconnects (with backoff) on errors."""
     query = urllib.parse.urlencode({"device": device} if device else {})
@@ -75,9 +85,10 @@ def tail(cloud: str, device: str | None, as_json: bool, out: TextIO = sys.stdout
                         last_id = event.get("id", last_id)
                         sample = json.loads(event["data"])
                         print(event["data"] if as_json else format_sample(sample), file=out)
-                    elif kind == "status":
-                        status = json.loads(event["data"])
-                        print(event["data"] if as_json else format_status(status), file=out)
+                    elif kind in ("status", "command"):
+                        news = json.loads(event["data"])
+                        shown = format_status(news) if kind == "status" else format_command(news)
+                        print(event["data"] if as_json else shown, file=out)
                     out.flush()
             reason = "the cloud ended the stream"
         except urllib.error.HTTPError as exc:

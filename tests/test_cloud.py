@@ -23,7 +23,7 @@ from websockets.sync.client import connect as ws_connect
 from edgewire.postgres import PrivatePostgres
 from edgewire.procs import edgewire_argv
 from edgewire.sample import Sample
-from edgewire.tail import format_sample, format_status, parse_sse
+from edgewire.tail import format_command, format_sample, format_status, parse_sse
 from edgewire.v1 import edgewire_pb2 as pb
 from edgewire.v1 import edgewire_pb2_grpc as pb_grpc
 from edgewire.wire import to_proto
@@ -343,7 +343,9 @@ def test_websocket_subscribe_resume_refilter_and_refuse(
             ('{"subscribe": {"after": -1}}', "after"),
             ('{"subscribe": {"devices": "a"}}', "list"),
             ('{"fly": true}', "expected subscribe"),
-            ('{"cmd": {"id": "c1", "reboot": true}}', "not available"),
+            ('{"cmd": {"reboot": true}}', "`device`"),
+            ('{"cmd": {"reboot": true}, "device": "a", "ttl": 5}', "ttl"),
+            ('{"cmd": {"id": "c1", "reboot": true}, "device": "a"}', "leave `id` out"),
         ]:
             socket.send(bad)
             assert reason in ws_receive(socket, "error")["error"], bad
@@ -356,7 +358,7 @@ def test_websocket_subscribe_resume_refilter_and_refuse(
         live = ws_samples(socket, 1)[0]
         assert (live["device"], live["seq"]) == ("b", 3), "after unsubscribing, nothing queued up"
     metrics = httpx.get(cloud.url + "/metrics", timeout=10).text
-    assert 'edgewire_cloud_bad_requests_total{endpoint="ws"} 7.0' in metrics
+    assert 'edgewire_cloud_bad_requests_total{endpoint="ws"} 9.0' in metrics
 
 
 def test_a_websocket_frame_too_large_is_refused(cloud: Service) -> None:
@@ -398,7 +400,7 @@ def test_edgewire_tail_prints_the_feed_and_resumes_after_a_cloud_restart(
     assert "reconnecting" in errors
 
 
-def test_tail_formats_samples_and_statuses() -> None:
+def test_tail_formats_samples_statuses_and_commands() -> None:
     line = format_sample(
         {"device": "g-1", "boot": 2, "seq": 7, "ts": 1_800_000_000.25, "ts_from_edge": True,
          "m": {"rh": 40.1, "temp_c": 21.5}}
@@ -406,6 +408,11 @@ def test_tail_formats_samples_and_statuses() -> None:
     assert line == "2027-01-15T08:00:00.250Z g-1 boot 2 seq 7  rh=40.1 temp_c=21.5 (edge time)"
     assert format_status({"device_id": "g-1", "status": "offline", "at": 1_800_000_000}) == (
         "2027-01-15T08:00:00.000Z g-1 is offline"
+    )
+    change = {"device_id": "g-1", "id": "c1", "state": "failed", "at": 1_800_000_000,
+              "command": {"set": {"interval_s": -1}}, "error": "interval_s"}  # fmt: skip
+    assert format_command(change) == (
+        '2027-01-15T08:00:00.000Z g-1 command c1 {"set":{"interval_s":-1}} failed (interval_s)'
     )
     events = list(parse_sse(["id: 4", "event: sample", "data: {}", "", ": ping", "data: x", ""]))
     assert events == [{"id": "4", "event": "sample", "data": "{}"}, {"data": "x"}]

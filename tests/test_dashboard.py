@@ -1,5 +1,6 @@
 """The dashboard in a real browser (Debian's chromium, driven by Playwright):
-samples published by a simulated board appear live, and the page recovers
+samples published by a simulated board appear live, a command sent from
+the page reaches the board and its answer comes back, and the page recovers
 by itself when the cloud restarts."""
 
 import shutil
@@ -66,6 +67,19 @@ def test_samples_appear_live_and_the_page_survives_a_cloud_restart(
     expect(page.locator('#devices tr[data-device="dash-1"] td.edge')).to_contain_text(
         "test-edge · ", timeout=20_000
     )
+
+    # A command from the form reaches the board, and its state comes back.
+    page.select_option("#cmd-device", "dash-1")
+    page.select_option("#cmd-kind", "interval")
+    page.fill("#cmd-value", "0.5")
+    page.click("#command-form button")
+    expect(page.locator("#cmd-result")).to_contain_text("queued c", timeout=10_000)
+    expect(page.locator('#commands tr[data-state="acked"]')).to_have_count(1, timeout=20_000)
+    page.select_option("#cmd-kind", "disable")
+    page.fill("#cmd-value", "nosuch")
+    page.click("#command-form button")
+    refused = page.locator('#commands tr[data-state="failed"]')
+    expect(refused).to_contain_text("no sensor nosuch", timeout=20_000)
 
     assert cloud.stop() == 0
     expect(page.locator("#feed-state")).to_have_text("reconnecting…", timeout=15_000)

@@ -4,6 +4,7 @@ Samples sent to either ingest reach the live subscribers of both feeds,
 once each and in event-id order."""
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,3 +120,42 @@ def test_a_bus_message_that_cannot_be_read_is_counted_and_ignored(
     with SseClient(clouds[1].url + "/api/stream") as live:
         send(clouds[0], "dev-c", 1, 1)
         eventually(lambda: len(live.samples()) == 1)
+
+
+def test_a_command_sent_to_one_process_reaches_an_edge_streaming_to_the_other(
+    clouds: list[Service],
+) -> None:
+    one, two = clouds
+    with grpc.insecure_channel(f"127.0.0.1:{two.grpc_port}") as channel:
+        edge = FakeEdge(channel)
+        edge.send(pb.EdgeMessage(hello=pb.Hello(edge_id="edge-x", software_version="t")))
+        status = pb.DeviceStatus(device_id="dev-x", status="online", at=TS)
+        edge.send(pb.EdgeMessage(status=status))
+        eventually(lambda: any(d["id"] == "dev-x" for d in one.get("/api/devices")))
+        with SseClient(one.url + "/api/stream?device=dev-x") as on_one:
+            answer = httpx.post(
+                one.url + "/api/devices/dev-x/cmd", json={"reboot": True}, timeout=10
+            )
+            assert answer.status_code == 202, answer.text
+            reply = edge.replies.get(timeout=15)
+            assert reply.WhichOneof("kind") == "command"
+            assert reply.command.id == answer.json()["id"]
+            assert reply.command.payload == (
+                b'{"id":"' + reply.command.id.encode() + b'","reboot":true}'
+            )
+            said = pb.CommandUpdate(
+                id=reply.command.id, device_id="dev-x", state="acked", at=TS + 1
+            )
+            edge.send(pb.EdgeMessage(command_update=said))
+
+            def states() -> list[str]:
+                return [
+                    json.loads(e["data"])["state"]
+                    for e in list(on_one.events)
+                    if e.get("event") == "command"
+                ]
+
+            eventually(lambda: states() == ["queued", "acked"], show=states)
+        edge.close()
+    rows = one.get("/api/devices/dev-x/cmd")
+    assert [(r["id"], r["state"]) for r in rows] == [(reply.command.id, "acked")]

@@ -1,7 +1,9 @@
 """One contract suite over every cloud storage implementation: the
 in-memory model, SQLite, and PostgreSQL on a private server of its own."""
 
+import contextlib
 import itertools
+import sqlite3
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud.storage import MemoryStorage, ReadingsQuery, SqliteStorage, Storage, open_storage
-from cloud.storage.base import EdgeStats
+from cloud.storage.base import CommandRow, EdgeStats
 from cloud.storage.postgres import PostgresStorage, migrate
 from edgewire.errors import ConfigError
 from edgewire.postgres import PrivatePostgres
@@ -176,12 +178,157 @@ def test_retention_deletes_old_samples_and_their_readings_only(storage: Storage)
     assert new[0].id > kept[-1].id, "event ids are never reused"
 
 
+def command(
+    command_id: str,
+    device: str = "a",
+    created_at: float = 100.0,
+    expires_at: float = 1000.0,
+    state: str = "queued",
+) -> CommandRow:
+    return CommandRow(
+        id=command_id,
+        device=device,
+        command={"set": {"interval_s": 30}},
+        state=state,
+        created_at=created_at,
+        updated_at=created_at,
+        expires_at=expires_at,
+    )
+
+
+def test_a_command_is_kept_as_sent(storage: Storage) -> None:
+    row = command("c1")
+    storage.add_command(row)
+    assert storage.commands(None, 10) == [row]
+
+
+def test_a_command_moves_forward_only(storage: Storage) -> None:
+    storage.add_command(command("c1"))
+    for at, state in enumerate(("at_edge", "delivered", "acked"), start=101):
+        moved = storage.update_command("c1", state, at=float(at), error=None)
+        assert moved is not None
+        assert (moved.state, moved.updated_at, moved.command) == (
+            state,
+            at,
+            {"set": {"interval_s": 30}},
+        )
+    acked = storage.commands("a", 10)
+    for state in ("queued", "at_edge", "delivered", "acked", "failed", "expired"):
+        assert storage.update_command("c1", state, at=200.0, error="late") is None, state
+    assert storage.commands("a", 10) == acked, "news that is not ahead changes nothing"
+
+
+def test_a_failed_command_keeps_its_reason_and_stays_failed(storage: Storage) -> None:
+    storage.add_command(command("c1"))
+    storage.update_command("c1", "delivered", at=101.0, error=None)
+    assert storage.update_command("c1", "at_edge", at=102.0, error=None) is None
+    failed = storage.update_command("c1", "failed", at=103.0, error="no such metric")
+    assert failed is not None
+    assert (failed.state, failed.error) == ("failed", "no such metric")
+    assert storage.update_command("c1", "acked", at=104.0, error=None) is None
+    assert storage.commands(None, 10) == [failed]
+
+
+def test_updating_an_unknown_command_moves_nothing(storage: Storage) -> None:
+    assert storage.update_command("nope", "at_edge", at=1.0, error=None) is None
+    assert storage.commands(None, 10) == []
+
+
+def test_commands_for_an_edge_are_the_open_ones_of_its_boards(storage: Storage) -> None:
+    storage.set_status("a", "online", at=10.0, edge_id="pi-1")
+    storage.set_status("b", "online", at=10.0, edge_id="pi-2")
+    storage.set_status("c", "online", at=10.0, edge_id="pi-1")
+    storage.set_status("c", "online", at=11.0, edge_id="pi-2")  # c moved to pi-2
+    storage.set_status("d", "online", at=10.0, edge_id=None)
+    now = 500.0
+    for row in (
+        command("late", created_at=30.0),
+        command("first", created_at=10.0, state="at_edge"),
+        command("tie-y", created_at=20.0),
+        command("tie-x", created_at=20.0),
+        command("delivered", created_at=5.0, state="delivered"),
+        command("acked", created_at=5.0, state="acked"),
+        command("due", created_at=5.0, expires_at=now),  # expires_at <= now: expired
+        command("other-edge", device="b", created_at=5.0),
+        command("moved", device="c", created_at=5.0),
+        command("no-edge", device="d", created_at=5.0),
+        command("unknown-board", device="z", created_at=5.0),
+    ):
+        storage.add_command(row)
+    mine = storage.commands_for_edge("pi-1", now, 10)
+    assert [c.id for c in mine] == ["first", "tie-x", "tie-y", "late"]
+    assert [c.id for c in storage.commands_for_edge("pi-1", now, 2)] == ["first", "tie-x"]
+    assert [c.id for c in storage.commands_for_edge("pi-2", now, 10)] == ["moved", "other-edge"]
+    assert storage.commands_for_edge("pi-3", now, 10) == []
+
+
+def test_expiry_takes_due_open_commands_once(storage: Storage) -> None:
+    now = 500.0
+    for row in (
+        command("queued", expires_at=400.0),
+        command("at-edge", expires_at=now, state="at_edge"),
+        command("delivered", expires_at=300.0, state="delivered"),
+        command("acked", expires_at=300.0, state="acked"),
+        command("failed", expires_at=300.0, state="failed"),
+        command("not-due", expires_at=now + 1),
+    ):
+        storage.add_command(row)
+    first = storage.expire_commands(now, limit=2)
+    rest = storage.expire_commands(now, limit=10)
+    expired = first + rest
+    assert len(first) == 2
+    assert sorted(c.id for c in expired) == ["at-edge", "delivered", "queued"]
+    assert {(c.state, c.error, c.updated_at) for c in expired} == {
+        ("expired", "deadline passed", now)
+    }
+    assert storage.expire_commands(now, limit=10) == []
+    held = {c.id: c for c in storage.commands(None, 10)}
+    assert {i: c.state for i, c in held.items()} == {
+        "queued": "expired",
+        "at-edge": "expired",
+        "delivered": "expired",
+        "acked": "acked",
+        "failed": "failed",
+        "not-due": "queued",
+    }
+    assert held["queued"] == next(c for c in expired if c.id == "queued")
+    assert storage.update_command("queued", "acked", at=now + 2, error=None) is None
+
+
+def test_commands_of_a_board_newest_first(storage: Storage) -> None:
+    for row in (
+        command("a-old", created_at=1.0),
+        command("a-new", created_at=3.0),
+        command("a-tie-1", created_at=2.0),
+        command("a-tie-2", created_at=2.0),
+        command("b-only", device="b", created_at=5.0),
+    ):
+        storage.add_command(row)
+    assert [c.id for c in storage.commands("a", 10)] == ["a-new", "a-tie-2", "a-tie-1", "a-old"]
+    assert [c.id for c in storage.commands("a", 2)] == ["a-new", "a-tie-2"]
+    assert [c.id for c in storage.commands(None, 2)] == ["b-only", "a-new"]
+    assert storage.commands("nobody", 10) == []
+
+
+def test_sqlite_database_from_before_commands_gains_them(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    SqliteStorage(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("DROP TABLE commands")  # as a database from before commands
+    store = SqliteStorage(path)
+    store.add_command(command("c1"))
+    store.close()
+    again = SqliteStorage(path)
+    assert [c.id for c in again.commands(None, 10)] == ["c1"], "kept across a restart"
+    again.close()
+
+
 def test_postgres_migrations_apply_once(pg_url: str) -> None:
     with psycopg.connect(pg_url, autocommit=True) as db:
-        assert migrate(db) == [1, 2, 3]
+        assert migrate(db) == [1, 2, 3, 4]
         assert migrate(db) == []
         versions = [r[0] for r in db.execute("SELECT version FROM schema_migrations")]
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2, 3, 4]
 
 
 def test_postgres_ids_grow_in_commit_order_with_two_writers(pg_url: str) -> None:

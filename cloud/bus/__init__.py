@@ -2,13 +2,14 @@
 
 from urllib.parse import urlsplit
 
-from cloud.bus.base import Bus, Event, StatusChange, SubscriberTooSlow, Subscription
+from cloud.bus.base import Bus, CommandChange, Event, StatusChange, SubscriberTooSlow, Subscription
 from cloud.bus.memory import MemoryBus
 from cloud.storage.threads import StorageThreads
 from edgewire.errors import ConfigError
 
 __all__ = [
     "Bus",
+    "CommandChange",
     "Event",
     "MemoryBus",
     "StatusChange",

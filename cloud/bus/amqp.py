@@ -3,7 +3,8 @@
 Several ingest processes behind a load balancer and several feed processes
 share one live view. Ingest publishes to the topic exchange `edgewire`: per
 committed batch one message per device (`samples.<device>`, the device's
-new event ids), and one per status change (`status.<device>`). Each
+new event ids), one per status change (`status.<device>`) and one per
+board command's change of state (`command.<device>`). Each
 process consumes everything through a queue of its own (exclusive,
 deleted with it) and hands events to its local subscribers through an
 in-process bus.
@@ -27,7 +28,7 @@ import msgspec
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from cloud import metrics
-from cloud.bus.base import Event, StatusChange, Subscription
+from cloud.bus.base import CommandChange, Event, StatusChange, Subscription
 from cloud.bus.memory import MemoryBus
 from cloud.storage.threads import StorageThreads
 from edgewire.errors import EdgewireError
@@ -48,6 +49,7 @@ class Nudge(msgspec.Struct, frozen=True):
 _encode = msgspec.json.encode
 _decode_nudge = msgspec.json.Decoder(Nudge).decode
 _decode_status = msgspec.json.Decoder(StatusChange).decode
+_decode_command = msgspec.json.Decoder(CommandChange).decode
 
 
 class AmqpBus:
@@ -83,9 +85,10 @@ class AmqpBus:
             if isinstance(event, StoredSample):
                 by_device.setdefault(event.sample.device_id, []).append(event.id)
             else:
+                kind = "status" if isinstance(event, StatusChange) else "command"
                 await self._exchange.publish(
                     aio_pika.Message(_encode(event), content_type="application/json"),
-                    routing_key=f"status.{event.device_id}",
+                    routing_key=f"{kind}.{event.device_id}",
                 )
         for device_id, ids in by_device.items():
             body = _encode(Nudge(min(ids), max(ids)))
@@ -96,8 +99,12 @@ class AmqpBus:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
-            if message.routing_key and message.routing_key.startswith("status."):
+            key = message.routing_key or ""
+            if key.startswith("status."):
                 await self._local.publish([_decode_status(message.body)])
+                return
+            if key.startswith("command."):
+                await self._local.publish([_decode_command(message.body)])
                 return
             nudge = _decode_nudge(message.body)
         except msgspec.DecodeError as exc:  # not JSON, or not the shape expected

@@ -10,7 +10,7 @@ several processes).
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import msgspec
 
@@ -24,7 +24,20 @@ class StatusChange(msgspec.Struct, frozen=True):
     at: float
 
 
-Event: TypeAlias = StoredSample | StatusChange
+class CommandChange(msgspec.Struct, frozen=True):
+    """A board command's new state (edgewire/downlink.py): the feeds show it,
+    and a `queued` one tells the process holding the board's edge stream
+    to send it down."""
+
+    device_id: str
+    id: str
+    state: str
+    at: float
+    command: dict[str, Any]
+    error: str | None = None
+
+
+Event: TypeAlias = StoredSample | StatusChange | CommandChange
 
 
 class SubscriberTooSlow(EdgewireError):

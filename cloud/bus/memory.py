@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from cloud.bus.base import Event, SubscriberTooSlow
-from cloud.metrics import SUBSCRIBERS, SUBSCRIBERS_DROPPED
+from cloud.metrics import SUBSCRIBERS_DROPPED
 
 
 class _MemorySubscription:
@@ -80,12 +80,10 @@ class MemoryBus:
     async def subscribe(self, max_queued: int) -> AsyncIterator[_MemorySubscription]:
         subscription = _MemorySubscription(max_queued)
         self._subscribers.add(subscription)
-        SUBSCRIBERS.inc()
         try:
             yield subscription
         finally:
             self._subscribers.discard(subscription)
-            SUBSCRIBERS.dec()
 
     async def close(self) -> None:
         """End every subscription: their iterators finish after what is queued."""

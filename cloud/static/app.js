@@ -6,12 +6,15 @@
 // bucket), so a week draws as fast as ten minutes. Live samples come from
 // the SSE feed /api/stream (EventSource reconnects by itself and resumes
 // with Last-Event-ID, so nothing is missed across a cloud restart).
+// Commands go to a board through POST /api/devices/<id>/cmd; their states
+// (queued, at_edge, delivered, acked, failed, expired) arrive on the same feed.
 "use strict";
 
 const RANGES = { "10m": 600, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400 };
 const BUCKETS = 600;         // points a chart gets for a long range
 const RAW_UP_TO_S = 600;     // ranges up to this are drawn from raw readings
 const LATEST_ROWS = 30;      // rows in the latest-samples table
+const COMMAND_ROWS = 20;     // rows in the commands table
 const series = new Map();    // "device/metric" -> {ts: [], v: [], el, plot, dirty}
 let rangeS = RANGES["10m"];
 let liveCount = 0;
@@ -100,9 +103,11 @@ function edgeText(d) {
 async function loadDevices() {
   const response = await fetch("api/devices");
   if (!response.ok) return;
+  const devices = await response.json();
+  boardChoices(devices);
   const body = document.querySelector("#devices tbody");
   body.replaceChildren();
-  for (const d of await response.json()) {
+  for (const d of devices) {
     const row = document.createElement("tr");
     row.dataset.device = d.id;
     const cells = [d.id, d.status, d.last_seen ? fmtTime(d.last_seen) : "—", d.samples, d.metrics.join(", "), edgeText(d)];
@@ -117,6 +122,69 @@ async function loadDevices() {
     body.appendChild(row);
   }
   return response;
+}
+
+function boardChoices(devices) {
+  const picker = document.getElementById("cmd-device");
+  const chosen = picker.value;
+  picker.replaceChildren();
+  for (const d of devices) {
+    const option = document.createElement("option");
+    option.value = d.id;
+    option.textContent = d.id + (d.status === "online" ? "" : " (" + d.status + ")");
+    picker.appendChild(option);
+  }
+  if (chosen) picker.value = chosen;
+}
+
+// One row per command, newest on top, updated in place as its state moves.
+function showCommand(c) {
+  const body = document.querySelector("#commands tbody");
+  let row = body.querySelector('tr[data-id="' + CSS.escape(c.id) + '"]');
+  if (!row) {
+    row = document.createElement("tr");
+    row.dataset.id = c.id;
+    for (let i = 0; i < 6; i++) row.appendChild(document.createElement("td"));
+    body.insertBefore(row, body.firstChild);
+    while (body.children.length > COMMAND_ROWS) body.removeChild(body.lastChild);
+  }
+  row.dataset.state = c.state;
+  const cells = [c.id, c.device_id || c.device, JSON.stringify(c.command), c.state,
+    fmtTime(c.at || c.updated_at), c.error || ""];
+  cells.forEach((text, i) => { row.children[i].textContent = String(text); });
+  row.children[3].className = "cmd-" + c.state;
+}
+
+function commandFromForm() {
+  const kind = document.getElementById("cmd-kind").value;
+  const value = document.getElementById("cmd-value").value.trim();
+  if (kind === "interval") return { set: { interval_s: Number(value) } };
+  if (kind === "reboot") return { reboot: true };
+  return { [kind]: value };
+}
+
+async function sendCommand(event) {
+  event.preventDefault();
+  const result = document.getElementById("cmd-result");
+  const device = document.getElementById("cmd-device").value;
+  const ttl = document.getElementById("cmd-ttl").value;
+  const response = await fetch("api/devices/" + encodeURIComponent(device) + "/cmd?ttl=" + ttl, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(commandFromForm()),
+  });
+  const answer = await response.json();
+  result.textContent = response.ok ? "queued " + answer.id : answer.error;
+  result.className = response.ok ? "" : "error";
+  if (response.ok) showCommand(answer);
+}
+
+async function loadCommands(devices) {
+  const lists = await Promise.all(devices.map((d) =>
+    fetch("api/devices/" + encodeURIComponent(d.id) + "/cmd?limit=" + COMMAND_ROWS)
+      .then((r) => (r.ok ? r.json() : []))));
+  const newest = lists.flat().sort((a, b) => a.created_at - b.created_at).slice(-COMMAND_ROWS);
+  for (const c of newest) showCommand(c);
 }
 
 // The chosen range for every known series: raw readings for short ranges,
@@ -172,6 +240,7 @@ function connect() {
     addLatest(sample);
   });
   source.addEventListener("status", () => loadDevices());
+  source.addEventListener("command", (event) => showCommand(JSON.parse(event.data)));
   source.addEventListener("overflow", () => { source.close(); setTimeout(connect, 1000); });
 }
 
@@ -182,6 +251,9 @@ window.addEventListener("resize", () => {
 });
 
 pickRange();
+document.getElementById("command-form").addEventListener("submit", sendCommand);
+fetch("api/devices").then((r) => r.json()).then(loadCommands)
+  .catch((error) => console.warn("commands not loaded:", error));
 loadHistory().catch((error) => console.warn("history not loaded:", error)).finally(() => {
   connect();
   requestAnimationFrame(draw);

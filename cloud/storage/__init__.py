@@ -3,13 +3,22 @@
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cloud.storage.base import Bucket, DeviceRow, InsertResult, Reading, ReadingsQuery, Storage
+from cloud.storage.base import (
+    Bucket,
+    CommandRow,
+    DeviceRow,
+    InsertResult,
+    Reading,
+    ReadingsQuery,
+    Storage,
+)
 from cloud.storage.memory import MemoryStorage
 from cloud.storage.sqlite import SqliteStorage
 from edgewire.errors import ConfigError
 
 __all__ = [
     "Bucket",
+    "CommandRow",
     "DeviceRow",
     "InsertResult",
     "MemoryStorage",

@@ -13,7 +13,7 @@ rely on that.
 """
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -50,6 +50,20 @@ class EdgeStats(msgspec.Struct, frozen=True):
     buffered: int
     oldest_age_s: float
     delivery_rate: float
+
+
+class CommandRow(msgspec.Struct, frozen=True):
+    """A command for a board and where it stands (edgewire/downlink.py has
+    the states and the rule that they only move forward)."""
+
+    id: str
+    device: str
+    command: dict[str, Any]  # what the user sent, without the id
+    state: str
+    created_at: float
+    updated_at: float
+    expires_at: float
+    error: str | None = None
 
 
 class Reading(msgspec.Struct, frozen=True):
@@ -109,5 +123,28 @@ class Storage(Protocol):
         self, after_id: int, devices: frozenset[str] | None, limit: int
     ) -> list[StoredSample]:
         """Stored samples with an id above `after_id`, in id order."""
+
+    def add_command(self, row: CommandRow) -> None:
+        """Keep a new command (its id is new)."""
+
+    def update_command(
+        self, command_id: str, state: str, at: float, error: str | None
+    ) -> CommandRow | None:
+        """Move a command to `state` (with `error` for failed/expired) if that
+        is forward of where it stands (edgewire.downlink.states_before, in
+        one atomic statement); the row after, or None when nothing moved
+        (unknown id, or the command is already as far or further)."""
+
+    def commands_for_edge(self, edge_id: str, now: float, limit: int) -> list[CommandRow]:
+        """Commands still to hand to an edge: queued or at_edge, not expired
+        at `now`, for boards whose status last came through `edge_id`;
+        oldest first, at most `limit`."""
+
+    def commands(self, device: str | None, limit: int) -> list[CommandRow]:
+        """The newest commands (of one board, or all), newest first."""
+
+    def expire_commands(self, now: float, limit: int) -> list[CommandRow]:
+        """Move up to `limit` commands whose deadline has passed while they
+        were not final to `expired` (error "deadline passed"); the rows after."""
 
     def close(self) -> None: ...

@@ -3,14 +3,18 @@
 import math
 from collections.abc import Sequence
 
+import msgspec
+
 from cloud.storage.base import (
     Bucket,
+    CommandRow,
     DeviceRow,
     EdgeStats,
     InsertResult,
     Reading,
     ReadingsQuery,
 )
+from edgewire.downlink import FINAL, may_follow
 from edgewire.sample import Sample, SampleKey, StoredSample
 
 
@@ -23,6 +27,7 @@ class MemoryStorage:
         self._counts: dict[str, int] = {}  # samples stored per device, ever
         self._edge_of: dict[str, str] = {}
         self._edges: dict[str, EdgeStats] = {}
+        self._commands: dict[str, CommandRow] = {}
 
     def insert(self, samples: Sequence[Sample], received_at: float) -> InsertResult:
         stored: list[StoredSample] = []
@@ -114,6 +119,54 @@ class MemoryStorage:
             for e in self._samples
             if e.id > after_id and (devices is None or e.sample.device_id in devices)
         ][:limit]
+
+    def add_command(self, row: CommandRow) -> None:
+        if row.id in self._commands:  # as the SQL stores' primary key would
+            raise ValueError(f"command {row.id} exists")
+        self._commands[row.id] = row
+
+    def update_command(
+        self, command_id: str, state: str, at: float, error: str | None
+    ) -> CommandRow | None:
+        held = self._commands.get(command_id)
+        if held is None or not may_follow(held.state, state):
+            return None
+        row = msgspec.structs.replace(held, state=state, updated_at=at, error=error)
+        self._commands[command_id] = row
+        return row
+
+    def commands_for_edge(self, edge_id: str, now: float, limit: int) -> list[CommandRow]:
+        return sorted(
+            (
+                c
+                for c in self._commands.values()
+                if c.state in ("queued", "at_edge")
+                and c.expires_at > now
+                and self._edge_of.get(c.device) == edge_id
+            ),
+            key=lambda c: (c.created_at, c.id),
+        )[:limit]
+
+    def commands(self, device: str | None, limit: int) -> list[CommandRow]:
+        return sorted(
+            (c for c in self._commands.values() if device is None or c.device == device),
+            key=lambda c: (c.created_at, c.id),
+            reverse=True,
+        )[:limit]
+
+    def expire_commands(self, now: float, limit: int) -> list[CommandRow]:
+        due = sorted(
+            (c for c in self._commands.values() if c.state not in FINAL and c.expires_at <= now),
+            key=lambda c: (c.expires_at, c.id),
+        )[:limit]
+        expired = []
+        for held in due:
+            row = msgspec.structs.replace(
+                held, state="expired", error="deadline passed", updated_at=now
+            )
+            self._commands[row.id] = row
+            expired.append(row)
+        return expired
 
     def close(self) -> None:
         self._samples.clear()

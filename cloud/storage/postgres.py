@@ -21,6 +21,7 @@ import psycopg
 
 from cloud.storage.base import (
     Bucket,
+    CommandRow,
     DeviceRow,
     EdgeStats,
     InsertResult,
@@ -28,12 +29,21 @@ from cloud.storage.base import (
     ReadingsQuery,
 )
 from cloud.storage.sql import (
+    ADD_COMMAND,
+    COMMANDS_FOR_EDGE,
+    EXPIRE_COMMANDS,
     SET_EDGE_STATS,
     SET_STATUS,
+    command_params,
+    command_row,
+    commands_for_edge_params,
     edge_stats_row,
+    expire_params,
+    list_commands,
     pg,
     read_devices,
     summaries,
+    update_command,
     where_clause,
 )
 from edgewire.errors import StorageError
@@ -105,6 +115,26 @@ MIGRATIONS: list[tuple[int, str]] = [
             oldest_age_s double precision NOT NULL,
             delivery_rate double precision NOT NULL
         );
+        """,
+    ),
+    (
+        4,
+        # Board commands. The command is JSON as text, not jsonb: its keys stay
+        # in the order the user sent them, and it reads back as from SQLite.
+        """
+        CREATE TABLE commands (
+            id text PRIMARY KEY,
+            device_id text NOT NULL,
+            command text NOT NULL,
+            state text NOT NULL,
+            created_at double precision NOT NULL,
+            updated_at double precision NOT NULL,
+            expires_at double precision NOT NULL,
+            error text
+        );
+        CREATE INDEX commands_by_device ON commands (device_id, created_at, id);
+        CREATE INDEX commands_by_time ON commands (created_at, id);
+        CREATE INDEX commands_by_state ON commands (state, expires_at);
         """,
     ),
 ]
@@ -313,6 +343,43 @@ class PostgresStorage:
             )
             for r in self._reader.execute(sql, params)
         ]
+
+    def add_command(self, row: CommandRow) -> None:
+        try:
+            self._writer.execute(pg(ADD_COMMAND), command_params(row))
+        except psycopg.Error as exc:
+            raise StorageError(f"cloud database write failed: {exc}") from exc
+
+    def update_command(
+        self, command_id: str, state: str, at: float, error: str | None
+    ) -> CommandRow | None:
+        statement = update_command(command_id, state, at, error)
+        if statement is None:
+            return None
+        sql, params = statement
+        try:
+            row = self._writer.execute(pg(sql), params).fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"cloud database write failed: {exc}") from exc
+        return None if row is None else command_row(row)
+
+    def commands_for_edge(self, edge_id: str, now: float, limit: int) -> list[CommandRow]:
+        rows = self._reader.execute(
+            pg(COMMANDS_FOR_EDGE), commands_for_edge_params(edge_id, now, limit)
+        )
+        return [command_row(r) for r in rows]
+
+    def commands(self, device: str | None, limit: int) -> list[CommandRow]:
+        sql, params = list_commands(device, limit)
+        return [command_row(r) for r in self._reader.execute(pg(sql), params)]
+
+    def expire_commands(self, now: float, limit: int) -> list[CommandRow]:
+        try:
+            rows = self._writer.execute(pg(EXPIRE_COMMANDS), expire_params(now, limit)).fetchall()
+        except psycopg.Error as exc:
+            raise StorageError(f"cloud database write failed: {exc}") from exc
+        # RETURNING gives rows in no set order.
+        return sorted(map(command_row, rows), key=lambda c: (c.expires_at, c.id))
 
     def close(self) -> None:
         self._reader.close()

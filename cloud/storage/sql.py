@@ -1,11 +1,14 @@
 """What the SQL implementations (SQLite, PostgreSQL) share: the per-device
-summaries of newly stored samples, and reading the device list, whose SQL
-is the same in both."""
+summaries of newly stored samples, reading the device list, and the board
+commands, whose SQL is the same in both."""
 
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from cloud.storage.base import DeviceRow, EdgeStats, ReadingsQuery
+import msgspec
+
+from cloud.storage.base import CommandRow, DeviceRow, EdgeStats, ReadingsQuery
+from edgewire.downlink import FINAL, STATES, states_before
 from edgewire.sample import StoredSample
 
 # Written with SQLite's `?` placeholders; pg() turns them into psycopg's.
@@ -22,6 +25,30 @@ SET_EDGE_STATS = (
     " buffered = excluded.buffered, oldest_age_s = excluded.oldest_age_s,"
     " delivery_rate = excluded.delivery_rate WHERE edges.at <= excluded.at"
 )
+
+# Commands: the command is JSON text in both databases, kept as the user sent it.
+COMMAND_COLUMNS = "id, device_id, command, state, created_at, updated_at, expires_at, error"
+ADD_COMMAND = f"INSERT INTO commands ({COMMAND_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_TO_EDGE = ("queued", "at_edge")
+_OPEN = tuple(state for state in STATES if state not in FINAL)
+COMMANDS_FOR_EDGE = (
+    f"SELECT {COMMAND_COLUMNS} FROM commands WHERE state IN (?, ?) AND expires_at > ?"
+    " AND device_id IN (SELECT id FROM devices WHERE edge_id = ?)"
+    " ORDER BY created_at, id LIMIT ?"
+)
+# The state is tested again outside the subquery so that in PostgreSQL a
+# concurrent expiry (which rechecks only the outer WHERE on a row it waited
+# for) cannot expire, and return, the same command twice. It is NOT IN there
+# so that SQLite finds the rows by id rather than walking every open command.
+EXPIRE_COMMANDS = (
+    "UPDATE commands SET state = ?, error = ?, updated_at = ?"
+    f" WHERE state NOT IN ({', '.join('?' * len(FINAL))}) AND id IN (SELECT id FROM commands"
+    f" WHERE state IN ({', '.join('?' * len(_OPEN))}) AND expires_at <= ?"
+    f" ORDER BY expires_at, id LIMIT ?) RETURNING {COMMAND_COLUMNS}"
+)
+
+_encode_command = msgspec.json.encode
+_decode_command = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 def pg(sql: str) -> str:
@@ -92,3 +119,53 @@ def read_devices(db: Executes) -> list[DeviceRow]:
             " ORDER BY d.id"
         )
     ]
+
+
+def command_params(row: CommandRow) -> tuple[object, ...]:
+    """ADD_COMMAND's parameters."""
+    return (
+        row.id,
+        row.device,
+        _encode_command(row.command).decode(),
+        row.state,
+        row.created_at,
+        row.updated_at,
+        row.expires_at,
+        row.error,
+    )
+
+
+def command_row(r: Sequence[Any]) -> CommandRow:
+    """A CommandRow from the COMMAND_COLUMNS of a result row."""
+    return CommandRow(r[0], r[1], _decode_command(r[2]), r[3], r[4], r[5], r[6], r[7])
+
+
+def update_command(
+    command_id: str, state: str, at: float, error: str | None
+) -> tuple[str, list[object]] | None:
+    """The one UPDATE that moves a command forward, and its parameters; None
+    when no state may precede `state` (nothing can move to it)."""
+    before = states_before(state)
+    if not before:
+        return None
+    return (
+        "UPDATE commands SET state = ?, updated_at = ?, error = ?"
+        f" WHERE id = ? AND state IN ({', '.join('?' * len(before))})"
+        f" RETURNING {COMMAND_COLUMNS}",
+        [state, at, error, command_id, *before],
+    )
+
+
+def commands_for_edge_params(edge_id: str, now: float, limit: int) -> list[object]:
+    return [*_TO_EDGE, now, edge_id, limit]
+
+
+def expire_params(now: float, limit: int) -> list[object]:
+    return ["expired", "deadline passed", now, *sorted(FINAL), *_OPEN, now, limit]
+
+
+def list_commands(device: str | None, limit: int) -> tuple[str, list[object]]:
+    """The newest commands, of one board or all: SQL and parameters."""
+    where, params = ("", []) if device is None else (" WHERE device_id = ?", [device])
+    sql = f"SELECT {COMMAND_COLUMNS} FROM commands{where}"
+    return sql + " ORDER BY created_at DESC, id DESC LIMIT ?", [*params, limit]

@@ -15,6 +15,7 @@ import msgspec
 
 from cloud.storage.base import (
     Bucket,
+    CommandRow,
     DeviceRow,
     EdgeStats,
     InsertResult,
@@ -22,11 +23,20 @@ from cloud.storage.base import (
     ReadingsQuery,
 )
 from cloud.storage.sql import (
+    ADD_COMMAND,
+    COMMANDS_FOR_EDGE,
+    EXPIRE_COMMANDS,
     SET_EDGE_STATS,
     SET_STATUS,
+    command_params,
+    command_row,
+    commands_for_edge_params,
     edge_stats_row,
+    expire_params,
+    list_commands,
     read_devices,
     summaries,
+    update_command,
     where_clause,
 )
 from edgewire.errors import StorageError
@@ -77,6 +87,21 @@ CREATE TABLE IF NOT EXISTS device_metrics (
     metric TEXT NOT NULL,
     PRIMARY KEY (device_id, metric)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS commands (
+    id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    command TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    error TEXT
+);
+-- Newest first, of a board or of all; and the open ones by deadline, for
+-- expiry and for what to hand an edge (final commands are skipped by state).
+CREATE INDEX IF NOT EXISTS commands_by_device ON commands (device_id, created_at, id);
+CREATE INDEX IF NOT EXISTS commands_by_time ON commands (created_at, id);
+CREATE INDEX IF NOT EXISTS commands_by_state ON commands (state, expires_at);
 """
 
 _encode_metrics = msgspec.json.encode
@@ -301,6 +326,44 @@ class SqliteStorage:
             )
             for r in self._reader.execute(sql, params)
         ]
+
+    def add_command(self, row: CommandRow) -> None:
+        try:
+            self._writer.execute(ADD_COMMAND, command_params(row))
+        except sqlite3.Error as exc:
+            raise StorageError(f"cloud database write failed: {exc}") from exc
+
+    def update_command(
+        self, command_id: str, state: str, at: float, error: str | None
+    ) -> CommandRow | None:
+        statement = update_command(command_id, state, at, error)
+        if statement is None:
+            return None
+        sql, params = statement
+        try:
+            # fetchall: the statement (and its autocommit) ends once its rows are read.
+            rows = self._writer.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cloud database write failed: {exc}") from exc
+        return command_row(rows[0]) if rows else None
+
+    def commands_for_edge(self, edge_id: str, now: float, limit: int) -> list[CommandRow]:
+        rows = self._reader.execute(
+            COMMANDS_FOR_EDGE, commands_for_edge_params(edge_id, now, limit)
+        )
+        return [command_row(r) for r in rows]
+
+    def commands(self, device: str | None, limit: int) -> list[CommandRow]:
+        sql, params = list_commands(device, limit)
+        return [command_row(r) for r in self._reader.execute(sql, params)]
+
+    def expire_commands(self, now: float, limit: int) -> list[CommandRow]:
+        try:
+            rows = self._writer.execute(EXPIRE_COMMANDS, expire_params(now, limit)).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cloud database write failed: {exc}") from exc
+        # RETURNING gives rows in no set order.
+        return sorted(map(command_row, rows), key=lambda c: (c.expires_at, c.id))
 
     def close(self) -> None:
         self._reader.close()

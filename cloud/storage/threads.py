@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from cloud.storage.base import (
     Bucket,
+    CommandRow,
     DeviceRow,
     EdgeStats,
     InsertResult,
@@ -65,6 +66,32 @@ class StorageThreads:
         return await loop.run_in_executor(
             self._reads, self._storage.samples_after, after_id, devices, limit
         )
+
+    async def add_command(self, row: CommandRow) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writes, self._storage.add_command, row)
+
+    async def update_command(
+        self, command_id: str, state: str, at: float, error: str | None = None
+    ) -> CommandRow | None:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._writes, self._storage.update_command, command_id, state, at, error
+        )
+
+    async def commands_for_edge(self, edge_id: str, now: float, limit: int) -> list[CommandRow]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._reads, self._storage.commands_for_edge, edge_id, now, limit
+        )
+
+    async def commands(self, device: str | None, limit: int) -> list[CommandRow]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reads, self._storage.commands, device, limit)
+
+    async def expire_commands(self, now: float, limit: int) -> list[CommandRow]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writes, self._storage.expire_commands, now, limit)
 
     def close(self) -> None:
         self._reads.shutdown(wait=True)

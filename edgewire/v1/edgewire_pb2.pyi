@@ -70,17 +70,33 @@ class EdgeStats(_message.Message):
     delivery_rate: float
     def __init__(self, at: _Optional[float] = ..., buffered: _Optional[int] = ..., oldest_age_s: _Optional[float] = ..., delivery_rate: _Optional[float] = ...) -> None: ...
 
+class CommandUpdate(_message.Message):
+    __slots__ = ("id", "device_id", "state", "error", "at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    device_id: str
+    state: str
+    error: str
+    at: float
+    def __init__(self, id: _Optional[str] = ..., device_id: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., at: _Optional[float] = ...) -> None: ...
+
 class EdgeMessage(_message.Message):
-    __slots__ = ("hello", "batch", "status", "stats")
+    __slots__ = ("hello", "batch", "status", "stats", "command_update")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_UPDATE_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     batch: Batch
     status: DeviceStatus
     stats: EdgeStats
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ..., status: _Optional[_Union[DeviceStatus, _Mapping]] = ..., stats: _Optional[_Union[EdgeStats, _Mapping]] = ...) -> None: ...
+    command_update: CommandUpdate
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ..., status: _Optional[_Union[DeviceStatus, _Mapping]] = ..., stats: _Optional[_Union[EdgeStats, _Mapping]] = ..., command_update: _Optional[_Union[CommandUpdate, _Mapping]] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("batch_id", "stored", "duplicates", "refused")
@@ -94,11 +110,25 @@ class Ack(_message.Message):
     refused: int
     def __init__(self, batch_id: _Optional[int] = ..., stored: _Optional[int] = ..., duplicates: _Optional[int] = ..., refused: _Optional[int] = ...) -> None: ...
 
+class Command(_message.Message):
+    __slots__ = ("id", "device_id", "payload", "expires_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    device_id: str
+    payload: bytes
+    expires_at: float
+    def __init__(self, id: _Optional[str] = ..., device_id: _Optional[str] = ..., payload: _Optional[bytes] = ..., expires_at: _Optional[float] = ...) -> None: ...
+
 class CloudMessage(_message.Message):
-    __slots__ = ("ack",)
+    __slots__ = ("ack", "command")
     ACK_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
     ack: Ack
-    def __init__(self, ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
+    command: Command
+    def __init__(self, ack: _Optional[_Union[Ack, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
     __slots__ = ("devices", "metrics", "after_id")
