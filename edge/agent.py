@@ -11,26 +11,54 @@ broker) for the next start.
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
+
+from prometheus_client import REGISTRY
 
 from edge import metrics
 from edge.buffer import Caps, open_buffer
 from edge.config import EdgeSettings
 from edge.downlink import Answer
+from edge.gpio.local import LocalDevice
 from edge.http import HealthServer
 from edge.intake import MqttIntake
+from edge.metrics import LocalDeviceCollector, watch_rules
 from edge.pipeline import Pipeline
+from edge.reload import reloaded
+from edge.rules import parse_rules
 from edge.stored import StoredTracker
 from edge.uplink import Uplink
 from edge.window import Limits, drain_eta_s
+from edgewire import contract
 from edgewire.logs import get_logger
+from edgewire.notify import Notifier
 
 log = get_logger("edge.agent")
 
 TICK_S = 0.5
+# Oldest buffered sample older than this: the status LED blinks.
+BEHIND_S = 5.0
 
 
-async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
+async def serve_edge(
+    settings: EdgeSettings,
+    stop: asyncio.Event,
+    reload: asyncio.Event | None = None,
+    reread: Callable[[], EdgeSettings] | None = None,
+) -> None:
+    """Run the edge until `stop`; on `reload`, apply `reread()` settings."""
+    with Notifier() as notifier:
+        await _serve(settings, stop, reload or asyncio.Event(), reread, notifier)
+
+
+async def _serve(
+    settings: EdgeSettings,
+    stop: asyncio.Event,
+    reload: asyncio.Event,
+    reread: Callable[[], EdgeSettings] | None,
+    notifier: Notifier,
+) -> None:
     loop = asyncio.get_running_loop()
     caps = Caps(settings.buffer_max_records, settings.buffer_max_bytes, settings.dead_letter_max)
     buffer, quarantined = open_buffer(settings.data_path, caps)
@@ -56,6 +84,8 @@ async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
         if uplink is not None:
             loop.call_soon_threadsafe(uplink.command_answered, device_id, said)
 
+    rules = parse_rules(settings.rules)  # checked when the settings loaded
+    rules.restore_state(buffer.rule_state())
     pipeline = Pipeline(
         buffer,
         settings.buffer_full_policy,
@@ -63,7 +93,9 @@ async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
         on_committed=committed,
         on_status=status,
         on_answer=answer,
+        rules=rules,
     )
+    rule_figures = watch_rules(lambda: [] if pipeline.rules is None else pipeline.rules.counters())
     limits = Limits(
         max_batches=settings.window_batches,
         max_samples=settings.batch_max_samples,
@@ -88,22 +120,43 @@ async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
         loop.call_soon_threadsafe(uplink.command_published, mid)
 
     intake.on_published = published
+    local = None
+    if settings.gpio is not None:
+
+        def submit(device_id: str, payload: bytes) -> None:
+            # The Pi's own readings take the boards' path, minus the broker.
+            pipeline.handle(device_id, contract.TELEMETRY, payload, 0, 0)
+
+        def pressed() -> None:
+            log.info("button pressed: sending the backlog now")
+            uplink.kick()
+
+        local = LocalDevice(settings.gpio, settings.data_path, submit, pressed)
+        REGISTRY.register(LocalDeviceCollector(local.stats))
     report: dict[str, Any] = {}
 
     def probe() -> tuple[bool, dict[str, Any]]:
+        down_since = uplink.down_since
+        down_s = 0.0 if down_since is None else time.monotonic() - down_since
+        cut_off = down_s >= settings.unhealthy_after_s
+        status = "stopping" if stop.is_set() else "cloud unreachable" if cut_off else "ok"
         detail = {
-            "status": "stopping" if stop.is_set() else "ok",
+            "status": status,
             "mqtt": "connected" if intake.connected else "disconnected",
             "cloud": "connected" if uplink.connected else "disconnected",
+            "cloud_down_s": round(down_s, 1),
             **report,
         }
         if quarantined is not None:
             detail["buffer_moved_aside"] = str(quarantined)
-        return not stop.is_set(), detail
+        return status == "ok", detail
 
     try:
         with HealthServer(settings.http_host, settings.http_port, probe) as http:
             uplink_task = asyncio.create_task(uplink.run(stop), name="uplink")
+            local_task = None
+            if local is not None:
+                local_task = asyncio.create_task(local.run(stop), name="local-device")
             intake.start()
             log.info(
                 "edge ready",
@@ -111,10 +164,25 @@ async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
                 http_port=http.port,
                 data_dir=settings.data_dir,
             )
+            notifier.ready()
             while not stop.is_set():
                 report.update(await _tick(pipeline, uplink))
+                if local is not None:
+                    # Blinking means a backlog waits, not the few records in flight.
+                    behind = not uplink.connected or report["oldest_age_s"] > BEHIND_S
+                    local.set_link_state(uplink.connected, behind)
+                # From the main loop, after the buffer thread answered: a
+                # wedged loop or buffer stops the pings and systemd restarts us.
+                notifier.watchdog()
+                notifier.status(status_line(intake.connected, uplink.connected, report))
+                if reload.is_set():
+                    reload.clear()
+                    notifier.reloading()
+                    settings = reloaded(settings, reread, pipeline)
+                    notifier.ready()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), TICK_S)
+                    await asyncio.wait_for(_either(stop, reload), TICK_S)
+            notifier.stopping()
             # Ack what already arrived, then leave; what comes after the last
             # flush stays unacknowledged and the broker sends it again.
             await pipeline.flush()
@@ -122,8 +190,28 @@ async def serve_edge(settings: EdgeSettings, stop: asyncio.Event) -> None:
             await pipeline.flush()
             uplink.wake()
             await uplink_task
+            if local_task is not None:
+                await local_task
     finally:
+        REGISTRY.unregister(rule_figures)
         pipeline.close()
+
+
+async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
+    waits = {asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())}
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+def status_line(mqtt_up: bool, cloud_up: bool, report: dict[str, Any]) -> str:
+    """One line for `systemctl status`: links, backlog, delivery rate."""
+    return (
+        f"mqtt {'up' if mqtt_up else 'down'}, cloud {'streaming' if cloud_up else 'down'}, "
+        f"{report.get('buffered', 0)} buffered, {report.get('delivery_rate', 0.0):g}/s delivered"
+    )
 
 
 async def _tick(pipeline: Pipeline, uplink: Uplink) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 import socket
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
+from edge.gpio.config import GpioSettings
 from edge.pipeline import FullPolicy
+from edge.rules import RuleError, parse_rules
 from edgewire import contract
 from edgewire.urls import Endpoint, parse_endpoint
 
@@ -57,9 +59,11 @@ class EdgeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     batch_max_bytes: Annotated[
         int, Meta(ge=1024, le=8_000_000, description="bytes per batch to the cloud")
     ] = 1_000_000
+    # 100 ms: at a trickle (100 samples/s) each batch's round trip costs more
+    # CPU than its samples; a busy edge fills batches long before this.
     batch_linger_ms: Annotated[
         float, Meta(ge=0, le=10_000, description="how long a live batch may wait to fill")
-    ] = 20.0
+    ] = 100.0
     window_batches: Annotated[
         int, Meta(ge=1, le=256, description="unacknowledged batches in flight")
     ] = 8
@@ -69,10 +73,24 @@ class EdgeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     cloud_compression: Annotated[
         Literal["none", "gzip"], _about("compression of the cloud stream")
     ] = "none"
+    unhealthy_after_s: Annotated[
+        float, Meta(gt=0, description="/healthz fails once the cloud stream is down this long")
+    ] = 300.0
+    rules: Annotated[
+        list[dict[str, Any]],
+        _about("data-reduction rules, [[rules]] tables in the config file (see edge/rules)"),
+    ] = msgspec.field(default_factory=list)
+    gpio: Annotated[
+        GpioSettings | None, _about("the Pi's own sensors, status LED and button ([gpio] table)")
+    ] = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace_s: Annotated[float, Meta(gt=0, description="seconds to stop cleanly")] = 10.0
 
     def __post_init__(self) -> None:
+        try:
+            parse_rules(self.rules)
+        except RuleError as exc:
+            raise ValueError(f"rules: {exc}") from None
         for name, schemes in (("mqtt", ("mqtt",)), ("cloud", ("grpc",))):
             try:
                 parse_endpoint(getattr(self, name), schemes)

@@ -1,24 +1,42 @@
-"""`edgewire edge dead-letters`: what the edge refused, and why."""
+"""`edgewire edge dead-letters`: what the edge refused, and why; and, after
+a fix to the rules, the schema or a board, `--replay` to try them again.
+
+A replay publishes each dead letter again, as it arrived, on its own topic
+to the edge's broker (QoS 1), and forgets it once the broker has it: the
+running edge then judges it afresh, through the same path as any message,
+and one that is still bad becomes a new dead letter with its reason.
+"""
 
 import base64
+import os
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge.buffer import BUFFER_FILE, Caps, SqliteBuffer
+from edge.buffer.base import StoredDeadLetter
 from edgewire.errors import EdgewireError
+from edgewire.urls import Endpoint
 
 PREVIEW_BYTES = 60
+PUBLISH_TIMEOUT_S = 10.0
 
 
-def print_dead_letters(data_dir: Path, limit: int, as_json: bool) -> None:
+def _open(data_dir: Path) -> SqliteBuffer:
     path = data_dir / BUFFER_FILE
     if not path.exists():
         raise EdgewireError(f"no edge buffer in {data_dir} (is this the edge's --data-dir?)")
-    # The caps only matter for writing; this connection only reads.
-    buffer = SqliteBuffer(path, Caps(1 << 62, 1 << 62, 1 << 62))
+    # The caps only matter for appending, which this connection never does.
+    return SqliteBuffer(path, Caps(1 << 62, 1 << 62, 1 << 62))
+
+
+def print_dead_letters(data_dir: Path, limit: int, as_json: bool) -> None:
+    buffer = _open(data_dir)
     try:
         letters = buffer.dead_letters(limit)
     finally:
@@ -44,3 +62,65 @@ def print_dead_letters(data_dir: Path, limit: int, as_json: bool) -> None:
                 f"{stored.id}\t{when}\t{letter.topic}\t{letter.reason}\t{letter.detail}"
                 f"\t{letter.size} B\t{preview!r}\n"
             )
+
+
+def chosen(
+    letters: list[StoredDeadLetter], ids: Sequence[int], reason: str | None
+) -> tuple[list[StoredDeadLetter], list[str]]:
+    """The letters to replay (by id and/or reason), and why others cannot be:
+    only the first bytes of a large payload are kept."""
+    picked, problems = [], []
+    for stored in letters:
+        if ids and stored.id not in ids:
+            continue
+        if reason is not None and stored.letter.reason != reason:
+            continue
+        letter = stored.letter
+        if letter.size > len(letter.payload):
+            problems.append(
+                f"{stored.id}: only {len(letter.payload)} of its {letter.size} bytes were kept"
+            )
+            continue
+        picked.append(stored)
+    return picked, problems
+
+
+def replay_dead_letters(
+    data_dir: Path, broker: Endpoint, ids: Sequence[int], reason: str | None, limit: int
+) -> int:
+    """Publish the chosen dead letters again; how many went. Each is
+    forgotten only after the broker acknowledged it."""
+    buffer = _open(data_dir)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"edgewire-replay-{os.getpid()}",
+        protocol=MQTTProtocolVersion.MQTTv311,
+    )
+    if broker.username is not None:
+        client.username_pw_set(broker.username, broker.password)
+    try:
+        picked, problems = chosen(buffer.dead_letters(limit), ids, reason)
+        for problem in problems:
+            print(f"cannot replay {problem}", file=sys.stderr)
+        if not picked:
+            return 0
+        try:
+            client.connect(broker.host, broker.port)
+        except OSError as exc:
+            raise EdgewireError(f"cannot reach the broker {broker.redacted()}: {exc}") from None
+        client.loop_start()
+        sent = 0
+        for stored in picked:
+            info = client.publish(stored.letter.topic, stored.letter.payload, qos=1)
+            info.wait_for_publish(PUBLISH_TIMEOUT_S)
+            if not info.is_published():
+                raise EdgewireError(
+                    f"the broker did not take dead letter {stored.id}; {sent} replayed"
+                )
+            buffer.delete_dead_letters([stored.id])
+            sent += 1
+        return sent
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        buffer.close()

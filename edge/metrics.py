@@ -1,6 +1,13 @@
 """Prometheus metrics of the edge agent (one registry per process)."""
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Callable, Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from edge.gpio.local import LocalStats
+from edge.rules import RuleCounters
 
 MESSAGES = Counter("edgewire_edge_mqtt_messages", "MQTT messages received", ["kind"])
 SAMPLES_BUFFERED = Counter("edgewire_edge_samples_buffered", "Samples committed to the buffer")
@@ -55,3 +62,71 @@ COMMANDS = Counter(
 COMMAND_ANSWERS_UNKNOWN = Counter(
     "edgewire_edge_command_answers_unknown", "Board answers to no command held at this edge"
 )
+RELOADS = Counter("edgewire_edge_reloads", "Config reloads (SIGHUP), by outcome", ["outcome"])
+DEVICE_LAST_SEEN = Gauge(
+    "edgewire_edge_device_last_seen_timestamp_seconds",
+    "When the edge last heard from each board (Unix seconds)",
+    ["device"],
+)
+SAMPLES_FILTERED = Counter(
+    "edgewire_edge_samples_filtered",
+    "Samples the rules reduced to nothing (every metric dropped, deadbanded, downsampled"
+    " or folded into an aggregate); per rule figures are in edgewire_edge_rule_*",
+)
+
+
+# The per-rule counters the rules engine keeps (edge/rules, RuleCounters).
+_RULE_FIGURES = {
+    "samples_seen": "Samples with a metric the rule matched",
+    "metrics_dropped": "Metrics the rule removed (range, deadband, interval, aggregate)",
+    "metrics_changed": "Metrics the rule gave a new value or name",
+    "metrics_flagged": "Out-of-range metrics the rule kept and flagged",
+    "windows_emitted": "Aggregate windows the rule reported",
+    "errors": "Values the rule could not handle (left out, counted)",
+    "series_evicted": "Series the rule forgot to stay within its memory bound",
+}
+
+
+class RuleCollector(Collector):
+    """Reads the running rules' counters at each scrape (no copying per sample)."""
+
+    def __init__(self, counters: Callable[[], list[RuleCounters]]) -> None:
+        self._counters = counters
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        rows = self._counters()
+        for figure, meaning in _RULE_FIGURES.items():
+            family = CounterMetricFamily(f"edgewire_edge_rule_{figure}", meaning, labels=["rule"])
+            for row in rows:
+                family.add_metric([row.rule], getattr(row, figure))
+            yield family
+
+
+def watch_rules(counters: Callable[[], list[RuleCounters]]) -> RuleCollector:
+    collector = RuleCollector(counters)
+    REGISTRY.register(collector)
+    return collector
+
+
+class LocalDeviceCollector(Collector):
+    """The Pi's own sensors, LED and button (edge/gpio), read at each scrape."""
+
+    def __init__(self, stats: LocalStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        stats = self._stats
+        for name, meaning, value in (
+            ("samples", "Readings of the Pi's own sensors handed in", stats.samples),
+            ("empty_readings", "Turns when every sensor of the Pi failed", stats.empty_readings),
+            ("reads_skipped", "Turns skipped while a read hung on the bus", stats.reads_skipped),
+            ("button_presses", "Presses of the flush button", stats.button_presses),
+            ("gpio_errors", "Times the LED or button could not be set up", stats.gpio_errors),
+        ):
+            yield CounterMetricFamily(f"edgewire_edge_local_{name}", meaning, value=value)
+        failures = CounterMetricFamily(
+            "edgewire_edge_local_sensor_failures", "Failed reads per sensor", labels=["sensor"]
+        )
+        for sensor, count in sorted(stats.sensor_failures.items()):
+            failures.add_metric([sensor], count)
+        yield failures

@@ -21,13 +21,14 @@ from enum import StrEnum
 from typing import Protocol, TypeVar
 
 import msgspec
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from edge import metrics
 from edge.buffer import Buffer, BufferStats, DeadLetter, dead_letter
 from edge.downlink import Answer, parse_answer
+from edge.rules import RuleChain
 from edge.stored import StoredTracker
-from edge.validate import Reason, validate_status, validate_telemetry
+from edge.validate import Accepted, Reason, validate_status, validate_telemetry
 from edgewire import contract
 from edgewire.errors import StorageError
 from edgewire.logs import get_logger
@@ -40,6 +41,8 @@ COMMIT_RETRY_S = 1.0
 # reading (see `room`), so the broker and the boards hold the rest: with
 # MQTT 3.1.1 the broker does not bound what it sends us unacknowledged.
 MAX_PENDING_MESSAGES = 5_000
+# Boards given a last-seen series in /metrics.
+MAX_DEVICES_SEEN = 10_000
 
 T = TypeVar("T")
 
@@ -73,6 +76,8 @@ class _Message:
     # (device_id, boot, seq, lo) of each record, for the `stored` watermark.
     keys: list[tuple[str, int, int, int | None]] = field(default_factory=list)
     letters: list[DeadLetter] = field(default_factory=list)
+    # The rules' state after this message, committed with it.
+    rule_state: dict[str, bytes | None] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -100,9 +105,15 @@ class Pipeline:
         on_committed: CommitHandler,
         on_status: StatusHandler,
         on_answer: AnswerHandler | None = None,
+        rules: RuleChain | None = None,
     ) -> None:
         self._buffer = buffer
         self._on_answer = on_answer
+        # Applied on the MQTT thread, and the Pi's own samples arrive from
+        # the event loop: one at a time, under this lock.
+        self._rules = rules if rules is not None and len(rules) else None
+        self._rules_lock = threading.Lock()
+        self._state_carry: dict[str, bytes | None] = {}  # committed with the next work
         self._policy = policy
         self._tracker = tracker
         self._on_committed = on_committed
@@ -112,6 +123,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self._pending: list[_Message] = []
         self._message_counters: dict[str, Counter] = {}
+        self._last_seen: dict[str, Gauge] = {}
         self._scheduled = False
         self._held = False  # backpressure: messages wait for room
         # Set while the pipeline takes more messages; the MQTT client waits
@@ -130,13 +142,18 @@ class Pipeline:
         if counter is None:
             counter = self._message_counters[kind] = metrics.MESSAGES.labels(kind)
         counter.inc()
+        self._seen(device_id, now)
         message = _Message(mid, qos)
         if kind == contract.TELEMETRY:
             outcome = validate_telemetry(device_id, payload, now)
-            for accepted in outcome.accepted:
-                s = accepted.sample
-                message.records.append(encode_sample(s))
-                message.keys.append((s.device_id, s.boot, s.seq, accepted.lo))
+            rules = self._rules
+            if rules is None:
+                for accepted in outcome.accepted:
+                    s = accepted.sample
+                    message.records.append(encode_sample(s))
+                    message.keys.append((s.device_id, s.boot, s.seq, accepted.lo))
+            else:
+                self._apply_rules(rules, outcome.accepted, message)
             message.letters = [
                 dead_letter(now, r.topic, r.reason, r.detail, r.payload) for r in outcome.rejected
             ]
@@ -167,6 +184,50 @@ class Pipeline:
             self._scheduled = True
         self._thread.submit(self._commit)
 
+    def _apply_rules(
+        self, rules: RuleChain, accepted: Sequence[Accepted], message: _Message
+    ) -> None:
+        """The rules' output becomes records; a sample they reduce to nothing
+        is still covered by `stored` (the edge took responsibility for it),
+        and the rules' state is committed with the message."""
+        filtered = 0
+        with self._rules_lock:
+            for item in accepted:
+                s = item.sample
+                message.keys.append((s.device_id, s.boot, s.seq, item.lo))
+                kept = rules.apply(s)
+                if kept is None:
+                    filtered += 1
+                else:
+                    message.records.append(encode_sample(kept))
+            message.rule_state = rules.take_changed_state()
+        if filtered:
+            metrics.SAMPLES_FILTERED.inc(filtered)
+
+    def set_rules(self, rules: RuleChain) -> None:
+        """New rules (a reload): unchanged ones keep their state; the state
+        of the others is deleted with the next commit."""
+        with self._rules_lock:
+            old = self._rules
+            if old is not None:
+                rules.carry_over(old)
+            self._rules = rules if len(rules) else None
+            leftover = rules.take_changed_state()
+        with self._lock:
+            self._state_carry.update(leftover)
+
+    @property
+    def rules(self) -> RuleChain | None:
+        return self._rules
+
+    def _seen(self, device_id: str, now: float) -> None:
+        gauge = self._last_seen.get(device_id)
+        if gauge is None:
+            if len(self._last_seen) >= MAX_DEVICES_SEEN or not contract.is_device_id(device_id):
+                return  # a label per device id is a series each: keep them bounded
+            gauge = self._last_seen[device_id] = metrics.DEVICE_LAST_SEEN.labels(device_id)
+        gauge.set(now)
+
     # -- buffer thread -----------------------------------------------------
 
     def _commit(self) -> None:
@@ -190,6 +251,10 @@ class Pipeline:
             return
         records = [r for m in work for r in m.records]
         letters = [d for m in work for d in m.letters]
+        with self._lock:
+            rule_state, self._state_carry = self._state_carry, {}
+        for message in work:
+            rule_state.update(message.rule_state)
         # The watermarks move now and are committed with the samples; they are
         # only announced after the commit (below), never before.
         for message in work:
@@ -199,7 +264,7 @@ class Pipeline:
         started = time.perf_counter()
         while True:
             try:
-                appended = self._buffer.append(records, letters, marks)
+                appended = self._buffer.append(records, letters, marks, rule_state)
                 break
             except StorageError as exc:
                 # Nothing is acknowledged, so nothing is lost: the broker

@@ -83,12 +83,15 @@ class Uplink:
         # Set whenever the sender may have something to do: new records, a
         # status change, an acknowledgement, or stop.
         self._attention = asyncio.Event()
+        self._kicked = asyncio.Event()  # cuts a reconnect backoff short
         self._statuses: dict[str, _Status] = {}
         self._stats: pb.EdgeStats | None = None
         self._stats_sent_at = float("-inf")  # a new stream sends them at once
         self._acked_any = False
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.connected = False
+        # Monotonic time the stream went down (or the uplink started), None while up.
+        self.down_since: float | None = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handoff_lock = threading.Lock()
         self._handoff: list[tuple[int, list[bytes]]] = []
@@ -103,6 +106,12 @@ class Uplink:
     # -- called on the event loop by the rest of the agent -------------------
 
     def wake(self) -> None:
+        self._attention.set()
+
+    def kick(self) -> None:
+        """Send now: end a wait between reconnection attempts, and let the
+        sender look again (the status button)."""
+        self._kicked.set()
         self._attention.set()
 
     def offer(self, first_id: int, records: list[bytes]) -> None:
@@ -209,8 +218,13 @@ class Uplink:
                 self.desk.stream_lost()
             attempt = 0 if self._acked_any else attempt + 1
             delay = backoff_delay(attempt, BACKOFF_BASE_S, self._reconnect_max_s, random.random())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+            self._kicked.clear()
+            waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._kicked.wait())}
+            try:
+                await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
 
     async def _session(self, stop: asyncio.Event) -> None:
         """One stream, until it fails or `stop` is set."""
@@ -308,6 +322,7 @@ class Uplink:
     def _set_connected(self, up: bool) -> None:
         if up != self.connected:
             self.connected = up
+            self.down_since = None if up else time.monotonic()
             metrics.UPLINK_CONNECTED.set(1 if up else 0)
             if up:
                 log.info("cloud stream up", cloud=self._target)

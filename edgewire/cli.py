@@ -29,6 +29,8 @@ def settings_options(model: type[msgspec.Struct]) -> Callable[[F], F]:
         info = msgspec.inspect.type_info(model)
         assert isinstance(info, msgspec.inspect.StructType)
         for field in reversed(info.fields):
+            if not _is_scalar(field.type):
+                continue  # tables ([gpio], [[rules]]) live in the config file only
             shown = "the host name" if field.default is msgspec.NODEFAULT else _plain(field.default)
             description, kind = _describe(field.type)
             func = click.option(
@@ -47,6 +49,17 @@ def settings_options(model: type[msgspec.Struct]) -> Callable[[F], F]:
         )(func)
 
     return decorate
+
+
+def _is_scalar(kind: msgspec.inspect.Type) -> bool:
+    if isinstance(kind, msgspec.inspect.Metadata):
+        kind = kind.type
+    if isinstance(kind, msgspec.inspect.UnionType):
+        return all(_is_scalar(t) for t in kind.types)
+    return not isinstance(
+        kind,
+        msgspec.inspect.ListType | msgspec.inspect.DictType | msgspec.inspect.StructType,
+    )
 
 
 def _plain(value: object) -> object:

@@ -28,7 +28,14 @@ def edge_group(ctx: click.Context, /, config_file: Path | None, **flags: Any) ->
     from edge.agent import serve_edge
 
     settings = load_settings(EdgeSettings, config_file, flags)
-    ctx.exit(_serve("edge", settings.log_level, settings.shutdown_grace_s, serve_edge, settings))
+    setup_logging("edge", settings.log_level)
+
+    def reread() -> EdgeSettings:
+        # SIGHUP: the same file, environment and flags, read again.
+        return load_settings(EdgeSettings, config_file, flags)
+
+    serve = functools.partial(serve_edge, settings, reread=reread)
+    ctx.exit(run_service("edge", None, settings.shutdown_grace_s, reloading=serve))
 
 
 @edge_group.command("dead-letters")
@@ -41,11 +48,91 @@ def edge_group(ctx: click.Context, /, config_file: Path | None, **flags: Any) ->
 )
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object a line")
-def dead_letters_command(data_dir: Path, limit: int, as_json: bool) -> None:
-    """List the newest dead letters (rejected payloads) with their reasons."""
-    from edge.deadletters import print_dead_letters
+@click.option(
+    "--replay",
+    is_flag=True,
+    help="publish them again (after a fix) for the running edge to judge afresh",
+)
+@click.option("--id", "ids", type=int, multiple=True, help="with --replay: only this one (repeat)")
+@click.option("--reason", default=None, help="with --replay: only those refused for this reason")
+@click.option(
+    "--mqtt",
+    default="mqtt://127.0.0.1:1883",
+    show_default=True,
+    help="with --replay: the edge's broker",
+)
+def dead_letters_command(
+    data_dir: Path,
+    limit: int,
+    as_json: bool,
+    replay: bool,
+    ids: tuple[int, ...],
+    reason: str | None,
+    mqtt: str,
+) -> None:
+    """List the newest dead letters (rejected payloads) with their reasons,
+    or replay them with --replay (each is forgotten once the broker has it;
+    one still bad comes back as a new dead letter)."""
+    from edge.deadletters import print_dead_letters, replay_dead_letters
+    from edgewire.urls import parse_endpoint
 
-    print_dead_letters(data_dir, limit, as_json)
+    if not replay:
+        if ids or reason:
+            raise click.UsageError("--id and --reason choose what to --replay")
+        print_dead_letters(data_dir, limit, as_json)
+        return
+    try:
+        broker = parse_endpoint(mqtt, ("mqtt",))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--mqtt") from None
+    sent = replay_dead_letters(data_dir, broker, ids, reason, limit)
+    click.echo(f"replayed {sent} dead letter{'s' if sent != 1 else ''}")
+
+
+@edge_group.command("install-service")
+@click.option(
+    "--print",
+    "print_only",
+    is_flag=True,
+    help="write the unit to stdout and install nothing",
+)
+@click.option(
+    "--unit-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default="/etc/systemd/system",
+    show_default=True,
+    help="where edgewire-edge.service goes",
+)
+@click.option(
+    "--config-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default="/etc/edgewire",
+    show_default=True,
+    help="where edge.toml goes (an existing one is kept)",
+)
+@click.option(
+    "--gpio",
+    is_flag=True,
+    help="let the edge open GPIO chips, I2C buses and /dev/gpiomem (groups gpio, i2c)",
+)
+@click.option("--no-user", "no_user", is_flag=True, hidden=True)  # for tests
+def install_service_command(
+    print_only: bool, unit_dir: Path, config_dir: Path, gpio: bool, no_user: bool
+) -> None:
+    """Install `edgewire edge` as the systemd service edgewire-edge.
+
+    \b
+    Writes UNIT_DIR/edgewire-edge.service (Type=notify, watchdog, restart on
+    failure, sandboxed), a commented CONFIG_DIR/edge.toml unless one exists,
+    and creates the system user edgewire. Run as root, then:
+      systemctl daemon-reload
+      systemctl enable --now edgewire-edge
+    """
+    from edge.service_unit import install_service
+
+    steps = install_service(unit_dir, config_dir, print_only, gpio, create_user=not no_user)
+    for step in steps:
+        click.echo(step, nl=not print_only)
 
 
 @click.command("cloud")

@@ -95,5 +95,10 @@ def setup_logging(service: str, level: str = "info", json_lines: bool | None = N
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
+def set_level(level: str) -> None:
+    """Change the level of a running process (a reload)."""
+    logging.getLogger().setLevel(level.upper())
+
+
 def get_logger(name: str) -> KeyValueLogger:
     return KeyValueLogger(logging.getLogger(name))

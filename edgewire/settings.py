@@ -23,7 +23,7 @@ ENV_PREFIX = "EDGEWIRE_"
 
 ModelT = TypeVar("ModelT", bound=msgspec.Struct)
 
-_AT_FIELD = re.compile(r" - at `\$\.(\w+)`")
+_AT_FIELD = re.compile(r" - at `\$\.(\w+)([^`]*)`")
 _UNKNOWN = re.compile(r"unknown field `(\w+)`")
 
 
@@ -76,14 +76,20 @@ def _one_line(message: str, merged: dict[str, Any], origin: dict[str, str]) -> s
         name = unknown.group(1)
         return f"unknown setting {name!r} (from {origin.get(name, '?')})"
     at = _AT_FIELD.search(message)
+    path = ""
     if at:
-        name, problem = at.group(1), message[: at.start()]
+        name, path, problem = at.group(1), at.group(2), message[: at.start()]
     else:
         # A check across the whole model says "<field>: <problem>" itself.
         name, _, problem = message.partition(": ")
         if name not in merged:
             return f"settings: {message}"
     where = origin.get(name, "default")
+    value = merged.get(name)
+    if path or isinstance(value, dict | list):
+        # A table or an array of tables ([gpio], [[rules]]): name the part,
+        # not the whole value.
+        return f"setting {name + path!r} (from {where}): {problem}"
     if name in merged:
-        return f"setting {name!r} has value {merged[name]!r} (from {where}): {problem}"
+        return f"setting {name!r} has value {value!r} (from {where}): {problem}"
     return f"setting {name!r} (from {where}): {problem}"

@@ -11,6 +11,10 @@ CORES = [
     "edge/validate.py",
     "edge/stored.py",
     "edge/window.py",
+    "edge/downlink.py",
+    "edge/gpio/led.py",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "edge" / "rules").glob("*.py")),
+    "edgewire/downlink.py",
     "edgewire/contract.py",
     "edgewire/sample.py",
 ]

@@ -13,7 +13,7 @@ sent" is a sound resume point. Implementations: `memory` (tests, and the
 model the SQLite one is held to) and `sqlite`.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 import msgspec
@@ -63,9 +63,14 @@ class Buffer(Protocol):
         records: Sequence[bytes],
         dead_letters: Sequence[DeadLetter],
         marks: Sequence[Mark] = (),
+        rule_state: Mapping[str, bytes | None] | None = None,
     ) -> Appended:
-        """Store durably, with the `stored` watermarks these records moved,
-        then drop the oldest records beyond the caps."""
+        """Store durably, with the `stored` watermarks these records moved
+        and the rules' state they left (None: forget that entry), then drop
+        the oldest records beyond the caps."""
+
+    def rule_state(self) -> dict[str, bytes]:
+        """The rules' state as last committed (see edge/rules)."""
 
     def marks(self) -> list[Mark]:
         """The persisted watermarks (see edge/stored.py)."""
@@ -90,6 +95,9 @@ class Buffer(Protocol):
 
     def dead_letters(self, limit: int) -> list[StoredDeadLetter]:
         """The newest `limit` dead letters, oldest first."""
+
+    def delete_dead_letters(self, ids: Sequence[int]) -> int:
+        """Forget dead letters (replayed); how many were still here."""
 
     def close(self) -> None: ...
 

@@ -1,7 +1,7 @@
 """An in-memory buffer: no durability, for tests and as the reference model."""
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from edge.buffer.base import Appended, BufferStats, Caps, DeadLetter, StoredDeadLetter
 from edge.stored import Mark
@@ -16,13 +16,20 @@ class MemoryBuffer:
         self._next_id = 1
         self._next_letter_id = 1
         self._marks: dict[tuple[str, int], Mark] = {}
+        self._rule_state: dict[str, bytes] = {}
 
     def append(
         self,
         records: Sequence[bytes],
         dead_letters: Sequence[DeadLetter],
         marks: Sequence[Mark] = (),
+        rule_state: Mapping[str, bytes | None] | None = None,
     ) -> Appended:
+        for key, state in (rule_state or {}).items():
+            if state is None:
+                self._rule_state.pop(key, None)
+            else:
+                self._rule_state[key] = state
         for mark in marks:
             if mark.mark is None:
                 self._marks.pop((mark.device_id, mark.boot), None)
@@ -46,6 +53,12 @@ class MemoryBuffer:
             self._bytes -= len(record)
             dropped += 1
         return Appended(first_id, dropped)
+
+    def rule_state(self) -> dict[str, bytes]:
+        return dict(self._rule_state)
+
+    def delete_dead_letters(self, ids: Sequence[int]) -> int:
+        return sum(self._letters.pop(i, None) is not None for i in ids)
 
     def marks(self) -> list[Mark]:
         return list(self._marks.values())

@@ -17,7 +17,7 @@ database is moved aside, never deleted, and a fresh one takes over.
 import contextlib
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     size INTEGER NOT NULL,
     payload BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rule_state (
+    key TEXT PRIMARY KEY,
+    state BLOB NOT NULL
+) WITHOUT ROWID;
 """
 _CORRUPTION = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
@@ -96,6 +100,7 @@ class SqliteBuffer:
         records: Sequence[bytes],
         dead_letters: Sequence[DeadLetter],
         marks: Sequence[Mark] = (),
+        rule_state: Mapping[str, bytes | None] | None = None,
     ) -> Appended:
         db = self._db
         first_id = self._next_id
@@ -104,6 +109,8 @@ class SqliteBuffer:
                 db.execute("BEGIN")
             if marks:
                 self._write_marks(marks)
+            if rule_state:
+                self._write_rule_state(rule_state)
             db.executemany(
                 "INSERT INTO samples (id, s) VALUES (?, ?)",
                 zip(range(first_id, first_id + len(records)), records, strict=True),
@@ -146,6 +153,20 @@ class SqliteBuffer:
             "DELETE FROM marks WHERE device_id = ? AND boot = ?",
             [(m.device_id, m.boot) for m in marks if m.mark is None],
         )
+
+    def _write_rule_state(self, entries: Mapping[str, bytes | None]) -> None:
+        self._db.executemany(
+            "INSERT INTO rule_state (key, state) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET state = excluded.state",
+            [(key, state) for key, state in entries.items() if state is not None],
+        )
+        self._db.executemany(
+            "DELETE FROM rule_state WHERE key = ?",
+            [(key,) for key, state in entries.items() if state is None],
+        )
+
+    def rule_state(self) -> dict[str, bytes]:
+        return dict(self._db.execute("SELECT key, state FROM rule_state"))
 
     def marks(self) -> list[Mark]:
         return [
@@ -215,6 +236,9 @@ class SqliteBuffer:
         return len(rows)
 
     def stats(self) -> BufferStats:
+        # Counted afresh: `dead-letters --replay` deletes from another process.
+        with contextlib.suppress(sqlite3.Error):  # then the last count will do
+            (self._letters,) = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()
         return BufferStats(
             records=self._records,
             bytes=self._bytes,
@@ -232,6 +256,17 @@ class SqliteBuffer:
             StoredDeadLetter(id=r[0], letter=DeadLetter(r[1], r[2], r[3], r[4], r[5], r[6]))
             for r in reversed(rows)
         ]
+
+    def delete_dead_letters(self, ids: Sequence[int]) -> int:
+        try:
+            with self._db:
+                deleted = self._db.execute(
+                    f"DELETE FROM dead_letters WHERE id IN ({','.join('?' * len(ids))})", ids
+                ).rowcount
+        except sqlite3.Error as exc:
+            raise StorageError(f"edge buffer delete failed: {exc}") from exc
+        self._letters -= deleted
+        return deleted
 
     def flush(self) -> None:
         try:
