@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY
 
@@ -20,7 +20,6 @@ from edge import metrics
 from edge.buffer import Caps, open_buffer
 from edge.config import EdgeSettings
 from edge.downlink import Answer
-from edge.gpio.local import LocalDevice
 from edge.http import HealthServer
 from edge.intake import MqttIntake
 from edge.metrics import LocalDeviceCollector, watch_rules
@@ -33,6 +32,9 @@ from edge.window import Limits, drain_eta_s
 from edgewire import contract
 from edgewire.logs import get_logger
 from edgewire.notify import Notifier
+
+if TYPE_CHECKING:
+    from edge.gpio.local import LocalDevice
 
 log = get_logger("edge.agent")
 
@@ -120,8 +122,9 @@ async def _serve(
         loop.call_soon_threadsafe(uplink.command_published, mid)
 
     intake.on_published = published
-    local = None
+    local: LocalDevice | None = None
     if settings.gpio is not None:
+        from edge.gpio import local as pi  # only on a Pi that has them
 
         def submit(device_id: str, payload: bytes) -> None:
             # The Pi's own readings take the boards' path, minus the broker.
@@ -131,7 +134,7 @@ async def _serve(
             log.info("button pressed: sending the backlog now")
             uplink.kick()
 
-        local = LocalDevice(settings.gpio, settings.data_path, submit, pressed)
+        local = pi.LocalDevice(settings.gpio, settings.data_path, submit, pressed)
         REGISTRY.register(LocalDeviceCollector(local.stats))
     report: dict[str, Any] = {}
 

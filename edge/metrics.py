@@ -1,13 +1,16 @@
 """Prometheus metrics of the edge agent (one registry per process)."""
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from edge.gpio.local import LocalStats
 from edge.rules import RuleCounters
+
+if TYPE_CHECKING:  # the Pi's own sensors are loaded only when configured
+    from edge.gpio.local import LocalStats
 
 MESSAGES = Counter("edgewire_edge_mqtt_messages", "MQTT messages received", ["kind"])
 SAMPLES_BUFFERED = Counter("edgewire_edge_samples_buffered", "Samples committed to the buffer")
@@ -111,7 +114,7 @@ def watch_rules(counters: Callable[[], list[RuleCounters]]) -> RuleCollector:
 class LocalDeviceCollector(Collector):
     """The Pi's own sensors, LED and button (edge/gpio), read at each scrape."""
 
-    def __init__(self, stats: LocalStats) -> None:
+    def __init__(self, stats: "LocalStats") -> None:
         self._stats = stats
 
     def collect(self) -> Iterator[CounterMetricFamily]:

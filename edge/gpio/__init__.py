@@ -9,9 +9,7 @@ edge agent when its config has a `[gpio]` table.
     led.py       what the LED shows (sans-IO) and the pin that shows it
     button.py    the button's pin, debounced
     local.py     LocalDevice: all of it as one device, feeding the agent
+
+Import the modules themselves: the package imports nothing, so an edge
+without a `[gpio]` table loads only config.py (for its settings).
 """
-
-from edge.gpio.config import GpioSettings, I2cSensor, parse_gpio_settings
-from edge.gpio.local import LocalDevice, LocalStats
-
-__all__ = ["GpioSettings", "I2cSensor", "LocalDevice", "LocalStats", "parse_gpio_settings"]
