@@ -22,6 +22,7 @@ from edge.config import EdgeSettings
 from edge.downlink import Answer
 from edge.http import HealthServer
 from edge.intake import MqttIntake
+from edge.memory import Trimmer
 from edge.metrics import LocalDeviceCollector, watch_rules
 from edge.pipeline import Pipeline
 from edge.reload import reloaded
@@ -137,6 +138,7 @@ async def _serve(
         local = pi.LocalDevice(settings.gpio, settings.data_path, submit, pressed)
         REGISTRY.register(LocalDeviceCollector(local.stats))
     report: dict[str, Any] = {}
+    trimmer = Trimmer()
 
     def probe() -> tuple[bool, dict[str, Any]]:
         down_since = uplink.down_since
@@ -170,6 +172,7 @@ async def _serve(
             notifier.ready()
             while not stop.is_set():
                 report.update(await _tick(pipeline, uplink))
+                trimmer.maybe(time.monotonic())
                 if local is not None:
                     # Blinking means a backlog waits, not the few records in flight.
                     behind = not uplink.connected or report["oldest_age_s"] > BEHIND_S

@@ -98,6 +98,7 @@ class Uplink:
         self._handoff_records = 0
         self._handoff_skip_to = 0
         self._handoff_scheduled = False
+        self._lingering = False  # the sender waits out a live batch's linger
         # Board commands: the desk decides, this publishes through `publish`.
         self.desk = CommandDesk()
         self.publish: Callable[[str, bytes, int], int | None] | None = None
@@ -126,10 +127,15 @@ class Uplink:
                 self._handoff_skip_to = old_first + len(old)
             if self._handoff_scheduled or self._loop is None:
                 return
+            if self._lingering and self._handoff_records < self.plan.limits.max_samples:
+                # The sender is waiting out a live batch's linger and takes
+                # these when it ends: waking it for each commit of a trickle
+                # was a large share of a quiet edge's CPU.
+                return
             self._handoff_scheduled = True
         self._loop.call_soon_threadsafe(self._take_offers)
 
-    def _take_offers(self) -> None:
+    def _take_offers(self, wake: bool = True) -> None:
         with self._handoff_lock:
             offers, self._handoff = self._handoff, []
             skip_to, self._handoff_skip_to = self._handoff_skip_to, 0
@@ -140,7 +146,8 @@ class Uplink:
         now = time.monotonic()
         for first_id, records in offers:
             self.plan.committed(first_id, records, now)
-        self._attention.set()
+        if wake:
+            self._attention.set()
 
     def status_changed(self, device_id: str, status: str, at: float) -> None:
         self._statuses[device_id] = _Status(status, at)
@@ -271,6 +278,7 @@ class Uplink:
         plan = self.plan
         while not stop.is_set():
             self._attention.clear()
+            self._take_offers(wake=False)  # what a lingering wait left in the hand-off
             if self._stats is not None and time.monotonic() - self._stats_sent_at >= STATS_EVERY_S:
                 self._outbox.put_nowait(pb.EdgeMessage(stats=self._stats).SerializeToString())
                 self._stats_sent_at = time.monotonic()
@@ -299,8 +307,13 @@ class Uplink:
                 continue
             if lane is Lane.BACKLOG:
                 continue  # the backlog turned out empty: choose again
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._attention.wait(), plan.wait_s(now))
+            wait_s = plan.wait_s(now)
+            self._lingering = wait_s is not None  # a live batch fills until then
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._attention.wait(), wait_s)
+            finally:
+                self._lingering = False
 
     async def _receive(self, call: "grpc.aio.StreamStreamCall[bytes, pb.CloudMessage]") -> None:
         async for message in call:
