@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from edgewire.errors import ConfigError
+from edgewire.urls import redact_url
 
 ENV_PREFIX = "EDGEWIRE_"
 
@@ -91,5 +92,6 @@ def _one_line(message: str, merged: dict[str, Any], origin: dict[str, str]) -> s
         # not the whole value.
         return f"setting {name + path!r} (from {where}): {problem}"
     if name in merged:
-        return f"setting {name!r} has value {value!r} (from {where}): {problem}"
+        shown = redact_url(value) if isinstance(value, str) else value  # never echo a password
+        return f"setting {name!r} has value {shown!r} (from {where}): {problem}"
     return f"setting {name!r} (from {where}): {problem}"

@@ -60,6 +60,13 @@ def test_every_sample_arrives_once_and_live(
         lambda: (r := cloud.get("/api/devices")) and all(d["edge_buffered"] == 0 for d in r) and r
     )
     assert {d["edge"] for d in rows} == {"test-edge"}
+    # /metrics of the edge says when it last heard from each board.
+    for n in range(1, BOARDS + 1):
+        seen = edge.get_metric(
+            f'edgewire_edge_device_last_seen_timestamp_seconds{{device="board-{n}"}}'
+        )
+        assert seen is not None
+        assert seen > 1.7e9
 
 
 def test_board_status_goes_online_then_offline(
