@@ -31,7 +31,6 @@ def settings_options(model: type[msgspec.Struct]) -> Callable[[F], F]:
         for field in reversed(info.fields):
             if not _is_scalar(field.type):
                 continue  # tables ([gpio], [[rules]]) live in the config file only
-            shown = "the host name" if field.default is msgspec.NODEFAULT else _plain(field.default)
             description, kind = _describe(field.type)
             func = click.option(
                 "--" + field.name.replace("_", "-"),
@@ -39,7 +38,7 @@ def settings_options(model: type[msgspec.Struct]) -> Callable[[F], F]:
                 default=None,
                 metavar=kind,
                 help=f"{description or field.name.replace('_', ' ')}"
-                f" [default: {shown}; env EDGEWIRE_{field.name.upper()}]",
+                f" [{_default_text(field)}; env EDGEWIRE_{field.name.upper()}]",
             )(func)
         return click.option(
             "--config",
@@ -49,6 +48,18 @@ def settings_options(model: type[msgspec.Struct]) -> Callable[[F], F]:
         )(func)
 
     return decorate
+
+
+def _default_text(field: msgspec.inspect.Field) -> str:
+    if field.required:
+        return "required"
+    if field.default is msgspec.NODEFAULT:  # a factory: its docstring says what it makes
+        doc = (getattr(field.default_factory, "__doc__", None) or "computed").strip()
+        return "default: " + doc.split(",")[0].rstrip(".").lower()
+    value = _plain(field.default)
+    if value is None or value == "":
+        return "default: none"
+    return f"default: {value}"
 
 
 def _is_scalar(kind: msgspec.inspect.Type) -> bool:
@@ -105,9 +116,11 @@ def _register() -> None:
     # Imported here so `edgewire --help` stays fast and each command pulls in
     # only its own dependencies.
     from edgewire.commands import (
+        boards_command,
         cloud_command,
         demo_command,
         edge_group,
+        flash_command,
         sim_command,
         tail_command,
     )
@@ -117,6 +130,8 @@ def _register() -> None:
     cli.add_command(cloud_command)
     cli.add_command(sim_command)
     cli.add_command(tail_command)
+    cli.add_command(boards_command)
+    cli.add_command(flash_command)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -12,13 +12,16 @@ from tests.helpers import run_edgewire
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        ([], ["demo", "edge", "cloud", "sim"]),
+        ([], ["demo", "edge", "cloud", "sim", "tail", "flash", "boards"]),
         (["demo"], ["--devices", "--http-port"]),
         (
             ["edge"],
             ["--mqtt", "--cloud", "--data-dir", "--http-port", "--edge-id", "EDGEWIRE_MQTT"],
         ),
-        (["edge", "dead-letters"], ["--data-dir", "--json"]),
+        (["edge", "dead-letters"], ["--data-dir", "--json", "--replay"]),
+        (["edge", "install-service"], ["--print", "--gpio"]),
+        (["flash"], ["--port", "--device-id", "--broker", "--dry-run", "--micropython"]),
+        (["boards"], ["--port", "--probe"]),
         (["cloud"], ["--grpc-port", "--http-port", "--db", "--bus"]),
         (["sim"], ["--broker", "--devices", "--rate", "--count", "--prefix", "--runtime"]),
     ],

@@ -15,6 +15,7 @@ CORES = [
     "edge/gpio/led.py",
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "edge" / "rules").glob("*.py")),
     "edgewire/downlink.py",
+    "firmware/rawrepl_core.py",
     "edgewire/contract.py",
     "edgewire/sample.py",
 ]
