@@ -15,13 +15,8 @@ import pytest
 import serial
 
 from edgewire.errors import SetupError
-from edgewire.sim.serial_board import (
-    RAW_BANNER,
-    SOFT_REBOOT,
-    BoardConsole,
-    Phase,
-    SerialBoard,
-)
+from edgewire.sim.board_console import RAW_BANNER, SOFT_REBOOT, BoardConsole, Phase
+from edgewire.sim.serial_board import SerialBoard
 
 MPREMOTE = str(Path(sys.executable).parent / "mpremote")
 RAW_PROMPT = RAW_BANNER + b">"
