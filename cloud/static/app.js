@@ -59,8 +59,15 @@ function makePlot(s) {
 
 function addPoint(device, metric, ts, value) {
   const s = chartFor(device, metric);
-  s.ts.push(ts);
-  s.v.push(typeof value === "boolean" ? (value ? 1 : 0) : value);
+  const v = typeof value === "boolean" ? (value ? 1 : 0) : value;
+  // uPlot needs x in order; history pages and live samples can interleave.
+  let at = s.ts.length;
+  if (at && ts < s.ts[at - 1]) {
+    let lo = 0;
+    while (lo < at) { const mid = (lo + at) >> 1; if (s.ts[mid] <= ts) lo = mid + 1; else at = mid; }
+  }
+  s.ts.splice(at, 0, ts);
+  s.v.splice(at, 0, v);
   const oldest = Date.now() / 1000 - rangeS;
   while (s.ts.length > 1 && s.ts[0] < oldest) { s.ts.shift(); s.v.shift(); }
   s.dirty = true;
@@ -203,7 +210,8 @@ async function loadHistory() {
       const url = rangeS <= RAW_UP_TO_S ? base + "&limit=20000" : base + "&limit=2000&every=" + every + "s";
       queries.push(fetch(url).then((r) => (r.ok ? r.json() : [])).then((rows) => {
         for (const r of rows) {
-          if ("mean" in r) addPoint(r.device, r.metric, r.start + every / 2, r.mean);
+          // A bucket is drawn at its middle, but never after now (the last one is still filling).
+          if ("mean" in r) addPoint(r.device, r.metric, Math.min(r.start + every / 2, until), r.mean);
           else addPoint(r.device, r.metric, r.ts, r.value);
         }
       }));
