@@ -22,6 +22,8 @@ from edgewire.settings import load_settings
 UNIT_NAME = "edgewire-edge.service"
 CONFIG_NAME = "edge.toml"
 SERVICE_USER = "edgewire"
+# The groups that own /dev/gpiochip*, /dev/gpiomem and /dev/i2c-* on Raspberry Pi OS.
+GPIO_GROUPS = ("gpio", "i2c")
 DEFAULT_CONFIG_DIR = Path("/etc/edgewire")
 WATCHDOG_S = 30
 RESTART_S = 2
@@ -64,7 +66,7 @@ def unit_text(
             "DeviceAllow=char-gpiochip rw\n"
             "DeviceAllow=char-i2c rw\n"
             "DeviceAllow=/dev/gpiomem rw\n"
-            "SupplementaryGroups=gpio i2c\n"
+            f"SupplementaryGroups={' '.join(GPIO_GROUPS)}\n"
         )
     else:
         devices = "PrivateDevices=true\n"
@@ -251,8 +253,24 @@ def install_service(
         )
     if _under(executable, _TMP_DIRS):
         steps.append(f"warning: {executable} is in a temporary directory the service cannot see")
+    if gpio:
+        missing = [group for group in GPIO_GROUPS if not _group_exists(group)]
+        if missing:
+            # systemd refuses to start a unit whose SupplementaryGroups= do not exist.
+            steps.append(
+                f"warning: no group {' or '.join(missing)} on this machine (Raspberry Pi OS has"
+                " them): the service will not start until they exist (groupadd --system NAME)"
+            )
     steps += ["next: systemctl daemon-reload", "next: systemctl enable --now edgewire-edge"]
     return steps
+
+
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _from_config(config_path: Path) -> dict[str, float]:

@@ -482,3 +482,26 @@ def test_install_creates_the_system_user(tmp_path: Path) -> None:
     finally:
         if _user_exists(SERVICE_USER):
             subprocess.run(["userdel", SERVICE_USER], check=True, timeout=30)
+
+
+def test_gpio_install_warns_when_the_groups_are_missing(tmp_path: Path) -> None:
+    result = run_edgewire(
+        "edge", "install-service", "--gpio", "--no-user",
+        "--unit-dir", str(tmp_path / "units"), "--config-dir", str(tmp_path / "etc"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    missing = [g for g in ("gpio", "i2c") if not _has_group(g)]
+    if missing:
+        assert "the service will not start until they exist" in result.stdout
+    else:
+        assert "will not start" not in result.stdout
+
+
+def _has_group(name: str) -> bool:
+    import grp
+
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
