@@ -451,7 +451,7 @@ def test_dry_run_against_the_board_writes_nothing(board: SerialBoard) -> None:
         "--device-id", "b-1", "--wifi-password", SECRET,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "copy 14 files" in result.stdout
+    assert "copy 15 files" in result.stdout
     assert "  copy    lib/umqtt/simple.mpy" in result.stdout
     assert "dry run: nothing written" in result.stdout
     assert SECRET not in result.stdout + result.stderr

@@ -16,6 +16,7 @@ CORES = [
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "edge" / "rules").glob("*.py")),
     "edgewire/downlink.py",
     "firmware/rawrepl_core.py",
+    "firmware/ota.py",
     "edgewire/sim/board_console.py",
     "edgewire/contract.py",
     "edgewire/sample.py",
