@@ -115,12 +115,11 @@ def cli() -> None:
 def _register() -> None:
     # Imported here so `edgewire --help` stays fast and each command pulls in
     # only its own dependencies.
+    from edgewire.board_commands import boards_command, flash_command
     from edgewire.commands import (
-        boards_command,
         cloud_command,
         demo_command,
         edge_group,
-        flash_command,
         sim_command,
         tail_command,
     )
