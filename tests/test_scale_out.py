@@ -159,3 +159,47 @@ def test_a_command_sent_to_one_process_reaches_an_edge_streaming_to_the_other(
         edge.close()
     rows = one.get("/api/devices/dev-x/cmd")
     assert [(r["id"], r["state"]) for r in rows] == [(reply.command.id, "acked")]
+
+
+def test_the_exchange_is_keyed_by_device_and_metric(
+    clouds: list[Service], shared: tuple[str, str]
+) -> None:
+    """Anyone may bind to one series: a queue bound to `samples.*.rh` hears
+    of the humidity of every board and of nothing else."""
+
+    async def listen() -> list[str]:
+        connection = await aio_pika.connect(shared[1])
+        async with connection:
+            channel = await connection.channel()
+            exchange = await channel.get_exchange("edgewire")
+            queue = await channel.declare_queue(exclusive=True)
+            await queue.bind(exchange, "samples.*.rh")
+            await asyncio.to_thread(send_mixed, clouds[0])
+            keys: list[str] = []
+            settled_at = None  # once both expected keys came: a moment for strays
+            while settled_at is None or asyncio.get_running_loop().time() < settled_at:
+                try:
+                    message = await queue.get(timeout=5, fail=True)
+                except aio_pika.exceptions.QueueEmpty:
+                    await asyncio.sleep(0.1)
+                    continue
+                await message.ack()
+                keys.append(message.routing_key or "")
+                if len(keys) >= 2 and settled_at is None:
+                    settled_at = asyncio.get_running_loop().time() + 1.0
+            return keys
+
+    def send_mixed(cloud: Service) -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{cloud.grpc_port}") as channel:
+            edge = FakeEdge(channel)
+            edge.send(pb.EdgeMessage(hello=pb.Hello(edge_id="edge-m", software_version="t")))
+            samples = [
+                Sample("dev-t", 1, 0, TS, {"t": 1.0}),
+                Sample("dev-h", 1, 0, TS, {"rh": 40.0, "t": 2.0}),
+                Sample("dev-h2", 1, 0, TS, {"rh": 41.0}),
+            ]
+            assert edge.batch(1, samples).stored == 3
+            edge.close()
+
+    keys = asyncio.run(asyncio.wait_for(listen(), 30))
+    assert sorted(keys) == ["samples.dev-h.rh", "samples.dev-h2.rh"]

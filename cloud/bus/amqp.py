@@ -2,8 +2,9 @@
 
 Several ingest processes behind a load balancer and several feed processes
 share one live view. Ingest publishes to the topic exchange `edgewire`: per
-committed batch one message per device (`samples.<device>`, the device's
-new event ids), one per status change (`status.<device>`) and one per
+committed batch one message per device and metric
+(`samples.<device>.<metric>`, the first and last new event ids of that
+series), one per status change (`status.<device>`) and one per
 board command's change of state (`command.<device>`). Each
 process consumes everything through a queue of its own (exclusive,
 deleted with it) and hands events to its local subscribers through an
@@ -80,21 +81,24 @@ class AmqpBus:
 
     async def publish(self, events: Sequence[Event]) -> None:
         assert self._exchange is not None, "start() first"
-        by_device: dict[str, list[int]] = {}
+        # Keyed by device and metric, so that a consumer of our own or anyone
+        # else's can bind to e.g. `samples.*.temp_c`; our feeds bind to `#`.
+        by_series: dict[tuple[str, str], list[int]] = {}
         for event in events:
             if isinstance(event, StoredSample):
-                by_device.setdefault(event.sample.device_id, []).append(event.id)
+                for metric in event.sample.m:
+                    by_series.setdefault((event.sample.device_id, metric), []).append(event.id)
             else:
                 kind = "status" if isinstance(event, StatusChange) else "command"
                 await self._exchange.publish(
                     aio_pika.Message(_encode(event), content_type="application/json"),
                     routing_key=f"{kind}.{event.device_id}",
                 )
-        for device_id, ids in by_device.items():
+        for (device_id, metric), ids in by_series.items():
             body = _encode(Nudge(min(ids), max(ids)))
             await self._exchange.publish(
                 aio_pika.Message(body, content_type="application/json"),
-                routing_key=f"samples.{device_id}",
+                routing_key=f"samples.{device_id}.{metric}",
             )
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
