@@ -9,12 +9,12 @@ broker) for the next start.
 """
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY
+from prometheus_client.registry import Collector
 
 from edge import metrics
 from edge.buffer import Caps, open_buffer
@@ -23,7 +23,7 @@ from edge.downlink import Answer
 from edge.http import HealthServer
 from edge.intake import MqttIntake
 from edge.memory import Trimmer
-from edge.metrics import LocalDeviceCollector, watch_rules
+from edge.metrics import LastSeenCollector, LocalDeviceCollector, RuleCollector
 from edge.pipeline import Pipeline
 from edge.reload import reloaded
 from edge.rules import parse_rules
@@ -31,6 +31,7 @@ from edge.stored import StoredTracker
 from edge.uplink import Uplink
 from edge.window import Limits, drain_eta_s
 from edgewire import contract
+from edgewire.aio import first_of
 from edgewire.logs import get_logger
 from edgewire.notify import Notifier
 
@@ -98,7 +99,11 @@ async def _serve(
         on_answer=answer,
         rules=rules,
     )
-    rule_figures = watch_rules(lambda: [] if pipeline.rules is None else pipeline.rules.counters())
+    # /metrics figures read at each scrape rather than kept up per sample.
+    collectors: list[Collector] = [
+        RuleCollector(lambda: [] if pipeline.rules is None else pipeline.rules.counters()),
+        LastSeenCollector(pipeline.last_seen),
+    ]
     limits = Limits(
         max_batches=settings.window_batches,
         max_samples=settings.batch_max_samples,
@@ -136,7 +141,9 @@ async def _serve(
             uplink.kick()
 
         local = pi.LocalDevice(settings.gpio, settings.data_path, submit, pressed)
-        REGISTRY.register(LocalDeviceCollector(local.stats))
+        collectors.append(LocalDeviceCollector(local.stats))
+    for collector in collectors:
+        REGISTRY.register(collector)
     report: dict[str, Any] = {}
     trimmer = Trimmer()
 
@@ -186,8 +193,7 @@ async def _serve(
                     notifier.reloading()
                     settings = reloaded(settings, reread, pipeline)
                     notifier.ready()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(_either(stop, reload), TICK_S)
+                await first_of(stop, reload, timeout=TICK_S)
             notifier.stopping()
             # Ack what already arrived, then leave; what comes after the last
             # flush stays unacknowledged and the broker sends it again.
@@ -199,17 +205,9 @@ async def _serve(
             if local_task is not None:
                 await local_task
     finally:
-        REGISTRY.unregister(rule_figures)
+        for collector in collectors:
+            REGISTRY.unregister(collector)
         pipeline.close()
-
-
-async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
-    waits = {asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())}
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
 
 
 def status_line(mqtt_up: bool, cloud_up: bool, report: dict[str, Any]) -> str:

@@ -59,7 +59,6 @@ class Update:
     state: str
     at: float
     error: str = ""
-    sent: bool = False
 
 
 @dataclass
@@ -68,6 +67,9 @@ class CommandDesk:
     held: dict[str, Held] = field(default_factory=dict)
     online: set[str] = field(default_factory=set)
     _updates: dict[str, Update] = field(default_factory=dict)
+    # Ids of updates this stream has not carried yet, oldest first: the
+    # sender asks at every turn, so it must not walk every update kept.
+    _unsent: dict[str, None] = field(default_factory=dict)
 
     def take(
         self, command_id: str, device_id: str, payload: bytes, expires_at: float, now: float
@@ -77,7 +79,7 @@ class CommandDesk:
             return []  # sent again after a reconnect: already here
         done = self._updates.get(command_id)
         if done is not None and done.state in FINAL:
-            done.sent = False  # the cloud missed the end: say it again
+            self._unsent[command_id] = None  # the cloud missed the end: say it again
             return []
         if expires_at <= now:
             self._say(command_id, device_id, "expired", now, "deadline passed before the edge")
@@ -140,25 +142,27 @@ class CommandDesk:
             del self.held[command.id]
             self._say(command.id, command.device_id, "expired", now, "no answer by the deadline")
         for update in [u for u in self._updates.values() if u.state in FINAL]:
-            if update.sent and now - update.at > KEEP_FINAL_S:
+            if update.id not in self._unsent and now - update.at > KEEP_FINAL_S:
                 del self._updates[update.id]
         return len(due)
 
     def to_send(self) -> list[Update]:
         """Updates not yet sent on this stream; they count as sent now."""
-        pending = [u for u in self._updates.values() if not u.sent]
-        for update in pending:
-            update.sent = True
+        pending = [self._updates[i] for i in self._unsent]
+        self._unsent.clear()
         return pending
 
     def stream_lost(self) -> None:
         """A new stream may need everything again: the old one may have
         dropped the last updates it carried."""
-        for update in self._updates.values():
-            update.sent = False
+        self._unsent = dict.fromkeys(self._updates)
 
     def _say(self, command_id: str, device_id: str, state: str, at: float, error: str = "") -> None:
         self._updates.pop(command_id, None)  # re-inserted last: oldest first
         self._updates[command_id] = Update(command_id, device_id, state, at, error)
+        self._unsent.pop(command_id, None)
+        self._unsent[command_id] = None
         while len(self._updates) > MAX_UPDATES:
-            del self._updates[next(iter(self._updates))]
+            oldest = next(iter(self._updates))
+            del self._updates[oldest]
+            self._unsent.pop(oldest, None)

@@ -1,10 +1,10 @@
 """Prometheus metrics of the edge agent (one registry per process)."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from edge.rules import RuleCounters
@@ -66,11 +66,6 @@ COMMAND_ANSWERS_UNKNOWN = Counter(
     "edgewire_edge_command_answers_unknown", "Board answers to no command held at this edge"
 )
 RELOADS = Counter("edgewire_edge_reloads", "Config reloads (SIGHUP), by outcome", ["outcome"])
-DEVICE_LAST_SEEN = Gauge(
-    "edgewire_edge_device_last_seen_timestamp_seconds",
-    "When the edge last heard from each board (Unix seconds)",
-    ["device"],
-)
 SAMPLES_FILTERED = Counter(
     "edgewire_edge_samples_filtered",
     "Samples the rules reduced to nothing (every metric dropped, deadbanded, downsampled"
@@ -105,10 +100,21 @@ class RuleCollector(Collector):
             yield family
 
 
-def watch_rules(counters: Callable[[], list[RuleCounters]]) -> RuleCollector:
-    collector = RuleCollector(counters)
-    REGISTRY.register(collector)
-    return collector
+class LastSeenCollector(Collector):
+    """When the edge last heard from each board, read at each scrape."""
+
+    def __init__(self, last_seen: Mapping[str, float]) -> None:
+        self._last_seen = last_seen
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "edgewire_edge_device_last_seen_timestamp_seconds",
+            "When the edge last heard from each board (Unix seconds)",
+            labels=["device"],
+        )
+        for device_id, at in sorted(dict(self._last_seen).items()):  # a copy: MQTT adds to it
+            family.add_metric([device_id], at)
+        yield family
 
 
 class LocalDeviceCollector(Collector):

@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Protocol, TypeVar
 
 import msgspec
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 
 from edge import metrics
 from edge.buffer import Buffer, BufferStats, DeadLetter, dead_letter
@@ -123,7 +123,9 @@ class Pipeline:
         self._lock = threading.Lock()
         self._pending: list[_Message] = []
         self._message_counters: dict[str, Counter] = {}
-        self._last_seen: dict[str, Gauge] = {}
+        # When each board was last heard from (exported at scrape time: a
+        # gauge set per message took a lock in the hot path).
+        self.last_seen: dict[str, float] = {}
         self._scheduled = False
         self._held = False  # backpressure: messages wait for room
         # Set while the pipeline takes more messages; the MQTT client waits
@@ -221,12 +223,12 @@ class Pipeline:
         return self._rules
 
     def _seen(self, device_id: str, now: float) -> None:
-        gauge = self._last_seen.get(device_id)
-        if gauge is None:
-            if len(self._last_seen) >= MAX_DEVICES_SEEN or not contract.is_device_id(device_id):
-                return  # a label per device id is a series each: keep them bounded
-            gauge = self._last_seen[device_id] = metrics.DEVICE_LAST_SEEN.labels(device_id)
-        gauge.set(now)
+        seen = self.last_seen
+        if device_id in seen or (
+            # A label per device id is a series each: keep them bounded.
+            len(seen) < MAX_DEVICES_SEEN and contract.is_device_id(device_id)
+        ):
+            seen[device_id] = now
 
     # -- buffer thread -----------------------------------------------------
 

@@ -25,6 +25,7 @@ from edge.downlink import Answer, CommandDesk, Held
 from edge.pipeline import Pipeline
 from edge.window import Lane, Limits, Outgoing, RateMeter, SendPlan, backoff_delay
 from edgewire import __version__, contract
+from edgewire.aio import first_of
 from edgewire.logs import get_logger
 from edgewire.urls import Endpoint
 from edgewire.v1 import edgewire_pb2 as pb
@@ -226,12 +227,7 @@ class Uplink:
             attempt = 0 if self._acked_any else attempt + 1
             delay = backoff_delay(attempt, BACKOFF_BASE_S, self._reconnect_max_s, random.random())
             self._kicked.clear()
-            waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._kicked.wait())}
-            try:
-                await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for wait in waits:
-                    wait.cancel()
+            await first_of(stop, self._kicked, timeout=delay)
 
     async def _session(self, stop: asyncio.Event) -> None:
         """One stream, until it fails or `stop` is set."""
