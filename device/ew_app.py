@@ -46,6 +46,9 @@ class App:
     sensors, disabled the sensor drivers, and the names of those switched off
     interval_ms, sleep_cfg, awake_until   sampling period; deep-sleep duty cycle
     inbox, acks       commands received and not yet handled; their answers to send
+    ota               an over-the-air update (ew_start reads ew_trial's ota.say):
+                      None, or (deadline of a new version on trial, or None;
+                      what to say on the ota/ack topic once online)
     """
 
     def __init__(self, board):
@@ -82,7 +85,8 @@ class App:
                     self.heap_live_peak = max(self.heap_live_peak, _mem_alloc())
             now = ticks_ms()
             done = ring.next_seq >= self.max_samples
-            if not self.safe_mode and not done and ticks_diff(now, next_sample) >= 0:
+            sampling = not (self.safe_mode or done)
+            if sampling and ticks_diff(now, next_sample) >= 0:
                 self.take_sample()
                 next_sample = ticks_add(next_sample, self.interval_ms)
                 if ticks_diff(now, next_sample) > 0:
@@ -96,17 +100,22 @@ class App:
             if self.healthy_at is not None and ticks_diff(now, self.healthy_at) > 0:
                 self.healthy()
             if self.reboot_requested and not self.acks:
-                self.link.close(b"offline")
+                # Keeping what is unstored, as over a deep sleep: the
+                # restart picks it up and this boot goes on.
+                self.rest(b"offline")
                 b.reset()
             if self.sleep_cfg is not None and (
                 # Deep-sleep duty cycle: the wake is over, or all is stored.
                 ticks_diff(now, self.awake_until) >= 0
                 or (self.taken and not ring.count and not self.acks and self.link.connected)
             ):
-                self.sleep()
+                self.rest(b"sleeping")
+                b.deepsleep(int(self.sleep_cfg["sleep_s"] * 1000))
             if done and ring.count == 0:
                 break
-            wait = 1 if busy else ticks_diff(next_sample, ticks_ms())
+            # Not sampling (safe mode, or done): no deadline to keep.
+            wait = ticks_diff(next_sample, ticks_ms()) if sampling else _IDLE_MS
+            wait = 1 if busy else wait
             sleep_ms(max(1, min(wait, _IDLE_MS)))
         self.link.close(b"offline")
         print("edgewire:", "summary", json.dumps(self.summary()))
@@ -201,6 +210,12 @@ class App:
         return ring.count > ring.sent
 
     def connect(self):
+        ota = self.ota
+        if ota is not None and ota[0] is not None and ticks_diff(ticks_ms(), ota[0]) > 0:
+            # A new version on trial, not online in time: one more try, or
+            # the rollback (ew_trial).
+            print("edgewire:", "update", "not online in time")
+            self.board.reset()
         if not self.board.wifi_up(*self.wifi):
             # Joining takes a few seconds: look again soon, no backoff.
             self.next_try = ticks_add(ticks_ms(), _WIFI_POLL_MS)
@@ -217,6 +232,13 @@ class App:
         self.ring.sent = 0  # a new connection: everything held goes out again
         self.waiting_since = ticks_ms()
         self.attempt = 0
+        if ota is not None:
+            # Online: a new version on trial stays (ew_trial keeps it at the
+            # next start or update), or the rollback is told.
+            if ota[0] is not None:
+                self.board.write("ota.ok", b"1")
+            self.acks.append((self.link.status_topic[:-6] + b"ota/ack", ota[1]))
+            self.ota = None
 
     def lost(self, error):
         """The link is down: retry after 2^n seconds, capped, with jitter
@@ -258,6 +280,9 @@ class App:
           {"id": "c3", "sleep": {"awake_s": 20, "sleep_s": 600}}   deep-sleep duty cycle (null: off)
           {"id": "c4", "reboot": true}
           {"id": "c5", "safe_mode": false}           leave safe mode (and reboot)
+          {"id": "c6", "update": true}               reboot into update mode (ew_update)
+
+        A requested reboot keeps what is unstored and the settings above.
         """
         cid = None
         try:
@@ -289,6 +314,9 @@ class App:
             elif cmd.get("safe_mode") is False:
                 self.board.write("crash.dat", b"0")
                 self.reboot_requested = True
+            elif cmd.get("update") is True:
+                self.board.write("ota.mode", b"1")  # restart into update mode
+                self.reboot_requested = True
             else:
                 raise ValueError("unknown command")
             answer = {"id": cid, "ok": True}
@@ -300,11 +328,12 @@ class App:
             answer = {"id": cid, "ok": False, "error": "malformed"}
         return json.dumps(answer).encode()
 
-    def sleep(self):
-        """Deep sleep: keep this boot's state and every unstored sample
-        (the RAM is lost; ew_start reads them back at the wake), say
-        `sleeping`, and sleep. The board layer keeps them in RTC memory
-        when it has some and they fit, in a file otherwise."""
+    def rest(self, status):
+        """Before a deep sleep or a requested restart: keep this
+        boot's state and every unstored sample (the RAM is lost; ew_start
+        reads them back), and close the link saying `status`. The board
+        layer keeps them in RTC memory when it has some and they fit, in a
+        file otherwise."""
         ring = self.ring
         state = {
             "boot": self.boot,
@@ -319,23 +348,26 @@ class App:
             (ring.entry(i) for i in range(ring.count)) if ring.count else None,
         )
         self.healthy()  # a wake that ends in sleep went well
-        self.link.close(b"sleeping")
-        self.board.deepsleep(int(self.sleep_cfg["sleep_s"] * 1000))
+        self.link.close(status)
 
 
 def main(board):
     """Run the program on `board`; a crash is printed and the board reboots."""
-    app = App(board)
+    app = None
     try:
+        app = App(board)
         app.run()
     except SystemExit:
         raise
     except Exception as e:  # noqa: BLE001
         # Anything unexpected (MemoryError included): show it, then start
         # over (the crash counter decides whether the next start is in safe
-        # mode).
+        # mode). A start that fails outright stays at the REPL to be seen,
+        # unless a new version is on trial: the reset counts one of its tries.
         if hasattr(sys, "print_exception"):
             sys.print_exception(e)
         else:
             print("edgewire:", "crash", repr(e))
+        if app is None and board.read("ota.say") is None:
+            raise
         board.reset()

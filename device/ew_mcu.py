@@ -53,10 +53,11 @@ class McuBoard(Board):
             Board.keep(self, head, entries)
 
     def kept(self):
-        if not self._rtc_bytes:
-            return Board.kept(self)  # the file itself says a sleep came before
-        if machine.reset_cause() != machine.DEEPSLEEP_RESET:
-            return None
+        # RTC memory holds a sleep's state only after that sleep; the file,
+        # written before a deep sleep or a restart into update mode, says
+        # so by being there (read once, then removed).
+        if not self._rtc_bytes or machine.reset_cause() != machine.DEEPSLEEP_RESET:
+            return Board.kept(self)
         return machine.RTC().memory() or Board.kept(self)
 
     def reset(self):

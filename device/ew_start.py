@@ -8,6 +8,7 @@
 # counter), and a wake from deep sleep not at all: its state comes from what
 # the board kept over the sleep (RTC memory on the ESP boards).
 
+import gc
 import json
 
 from ew_board import ticks_add, ticks_ms
@@ -25,6 +26,7 @@ def begin(app):
     """Set up the app; returns the arguments of its ew_mqtt.Link (which is
     made after this module has left the heap)."""
     board = app.board
+    gc.collect()  # what loading the code left: the buffers below go low in the heap
     config = json.loads(board.read("config.json"))
     # The watchdog first: a sensor that hangs its bus during start-up resets
     # the board too (and after a few such resets it starts in safe mode).
@@ -76,9 +78,18 @@ def begin(app):
                 app.sensor_errors += 1
                 print("edgewire: sensor %s unavailable: %s" % (spec.get("type"), e))
     now = ticks_ms()
+    # An over-the-air update under way (ew_trial wrote at boot what to do):
+    # a new version on trial has this many seconds to come online, and
+    # something to say on the ota/ack topic once it is.
+    say = board.read("ota.say")
+    app.ota = None
+    if say:
+        end = say.find(b"\n")
+        trial_s = int(say[:end]) if end > 0 else 0
+        app.ota = (ticks_add(now, trial_s * 1000) if trial_s else None, say[end + 1 :])
     app.next_try = now  # when to try connecting
     app.waiting_since = now  # since when `stored` has been awaited
-    # When to clear the crash counter; a wake finds it clear (sleep() clears it).
+    # When to clear the crash counter; a wake finds it clear (App.rest clears it).
     app.healthy_at = None if kept else ticks_add(now, _HEALTHY_AFTER_MS)
     app.awake_until = None  # deep-sleep duty cycling: when this wake ends
     if app.sleep_cfg:
@@ -92,7 +103,7 @@ def begin(app):
 
 
 def restore(app, kept):
-    """The state and unstored samples App.sleep kept: seqs continue. The
+    """The state and unstored samples App.rest kept: seqs continue. The
     samples go into the ring straight from `kept`, without a copy each: the
     heap is small, and garbage now would cut it into pieces."""
     end = kept.find(b"\n")

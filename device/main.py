@@ -1,5 +1,6 @@
 # The board's program: read config.json, then sample and publish forever.
-# ew_app does it all; this only picks the board layer.
+# ew_app does it all; this only picks the board layer. (boot.py, before
+# this, may have run update mode instead: ew_update.)
 
 import sys
 

@@ -40,8 +40,32 @@ def boards_command(ports: tuple[str, ...], probe: bool, include_all: bool, as_js
 @click.command("flash")
 @click.option(
     "--port",
-    required=True,
+    default=None,
     help="the board's serial port (see `edgewire boards`), or a pyserial URL",
+)
+@click.option(
+    "--update",
+    is_flag=True,
+    help="instead of a serial port: send the new program to a board in the field over"
+    " MQTT (it restarts into update mode, takes the changed files, and rolls back if"
+    " the new version does not come online)",
+)
+@click.option(
+    "--trial",
+    "trial_s",
+    type=click.FloatRange(10),
+    default=120.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="with --update: how long the new version gets to come online, per start",
+)
+@click.option(
+    "--update-timeout",
+    type=click.FloatRange(10),
+    default=600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="with --update: give up after this long",
 )
 @click.option("--dry-run", is_flag=True, help="print what would be copied, skipped and removed")
 @click.option("--force", is_flag=True, help="copy every file, even those the board has already")
@@ -62,8 +86,8 @@ def boards_command(ports: tuple[str, ...], probe: bool, include_all: bool, as_js
     "--wait-broker",
     default=None,
     metavar="URL",
-    help="where this computer reaches the board's broker, with its own credentials"
-    " [default: --broker]",
+    help="where this computer reaches the board's broker (for --wait and --update),"
+    " with its own credentials [default: --broker]",
 )
 @click.option(
     "--micropython",
@@ -95,7 +119,10 @@ def boards_command(ports: tuple[str, ...], probe: bool, include_all: bool, as_js
 @settings_options(BoardSettings)
 def flash_command(
     config_file: Path | None,
-    port: str,
+    port: str | None,
+    update: bool,
+    trial_s: float,
+    update_timeout: float,
     dry_run: bool,
     force: bool,
     wait: bool,
@@ -109,7 +136,7 @@ def flash_command(
     **flags: Any,
 ) -> None:
     """Install the board program (device/, compiled) and its config.json on a
-    board over serial.
+    board over serial; or, with --update, the program alone over MQTT.
 
     \b
     Files the board already has (same SHA-256) are skipped; each one written is
@@ -118,6 +145,7 @@ def flash_command(
     variables or --config board.toml (the same names), e.g.:
       edgewire flash --port /dev/ttyUSB0 --device-id kitchen \\
         --wifi-ssid home --wifi-password '...' --broker mqtt://192.168.1.20:1883
+      edgewire flash --update --device-id kitchen --broker mqtt://192.168.1.20:1883
     """
     from edgewire.errors import ConfigError
     from firmware.flash import FlashOptions, flash, hide_password
@@ -126,6 +154,11 @@ def flash_command(
         settings = load_settings(BoardSettings, config_file, flags)
     except ConfigError as exc:
         raise ConfigError(hide_password(str(exc))) from None
+    if update:
+        over_the_air(settings, dry_run, wait_broker, trial_s, update_timeout)
+        return
+    if port is None:
+        raise click.UsageError("give the board's serial --port (or --update, over MQTT)")
     options = FlashOptions(
         port=port,
         dry_run=dry_run,
@@ -140,3 +173,41 @@ def flash_command(
         drives=[uf2_drive] if uf2_drive is not None else None,
     )
     flash(options, settings, click.echo)
+
+
+def over_the_air(
+    settings: BoardSettings,
+    dry_run: bool,
+    wait_broker: str | None,
+    trial_s: float,
+    timeout_s: float,
+) -> None:
+    """`edgewire flash --update`: firmware/update.py does the work."""
+    from edgewire.errors import ConfigError
+    from edgewire.urls import parse_endpoint
+    from firmware.board_config import broker_endpoint
+    from firmware.rawrepl_core import FlashError
+    from firmware.update import UpdateOptions, update
+
+    if settings.device_id == "auto":
+        raise ConfigError("--update needs the board's --device-id (auto works over serial only)")
+    if wait_broker is not None:
+        try:
+            broker = parse_endpoint(wait_broker, ("mqtt",))
+        except ValueError as exc:
+            raise ConfigError(f"--wait-broker: {exc}") from None
+    else:
+        broker = broker_endpoint(settings)
+    options = UpdateOptions(
+        device_id=settings.device_id,
+        broker=broker,
+        trial_s=trial_s,
+        timeout_s=timeout_s,
+        dry_run=dry_run,
+    )
+    report = update(options, click.echo)
+    if report.state == "dry-run":
+        return
+    click.echo(report.summary())
+    if report.state != "done":
+        raise FlashError(report.error or "the update failed")

@@ -4,69 +4,122 @@ Rule: the board decides what it needs and where a file resumes; the sender
 only ever answers it. It sends one message, waits for the answer, and from
 that answer alone picks the next message: the chunk at the offset the board
 names (so a lost or doubled chunk costs one resend), the next file, or the
-swap. No MQTT, no clock here: the adapter publishes what `start()`,
-`on_answer()` and `on_timeout()` return and calls `on_timeout()` when an
-answer is overdue.
+swap. No MQTT, no clock here: the adapter (firmware/update.py) publishes
+what `begin()`, `on_answer()` and `on_timeout()` return, each a `Send`
+(which topic, what bytes), and calls `on_timeout()` when an answer is
+overdue.
 
-Topics: the host publishes on edgewire/<id>/ota (QoS 1); the board answers
-on edgewire/<id>/ota/ack. The exchange (device/ew_ota.py has it in full):
+Topics: the update command goes on edgewire/<id>/cmd (its answer comes on
+cmd/ack); the rest on edgewire/<id>/ota (QoS 1), answered on ota/ack. The
+exchange (device/ew_ota.py has it in full):
 
-    offer   {"ota": "offer", "v", "files": [[name, size, sha256 hex], ...]}
+    command {"id": "ota-…", "update": true}  the program restarts into update mode
+    ready   {"ota": "ready"}                   update mode listens (also the
+                                               answer to a {"ota": "start"} probe)
+    offer   {"ota": "offer", "v", "files": [[name, size, sha256 hex], ...], "trial_s"}
     need    {"ota": "need", "v", "files": [names]}     or "refused" + "error"
     chunk   {"ota": "chunk", "f", "o", "d": base64 of CHUNK_BYTES at most}
     got     {"ota": "got", "f", "o": the offset the board wants next}
     swap    {"ota": "swap", "v"}
-    swapped {"ota": "swapped", "v"}  the board reboots into the new files
-    done    {"ota": "done", "v"}     after the reboot, once online; or
-            {"ota": "rolled_back", "v"} when the new version never came online
+    swapped {"ota": "swapped", "v"}  the board restarts into the new files
+    done    {"ota": "done", "v"}     once the new version is online; or
+            {"ota": "rolled_back", "v"} when it never got there
 
-States: offered → sending → swapping → swapped → done, or failed (with
-`error`). An offer that needs nothing ends in done at once (`needed` empty).
+States: starting → offered → sending → swapping → swapped → done, or failed
+(with `error`). An offer that needs nothing ends in done at once (`needed`
+empty). A board that goes quiet mid-way (restarted, back in its program) is
+sent the command again and resumes where it stopped: it keeps what it
+received of this version.
 """
 
 import base64
 import hashlib
 import json
-from typing import Any
+from typing import Any, Literal
 
 CHUNK_BYTES = 512  # the board takes no more (ew_ota._CHUNK_MAX)
+RECOMMAND_AFTER = 3  # answers missed in a row before the command goes again
+PROBES_PER_COMMAND = 6  # while starting: probes between two commands
+
+Topic = Literal["cmd", "ota"]
+Send = tuple[Topic, bytes]
 
 
 class OtaSender:
     """Sends `files` (name, contents) as version `version` to one board."""
 
-    def __init__(self, files: list[tuple[str, bytes]], version: str) -> None:
+    def __init__(
+        self, files: list[tuple[str, bytes]], version: str, trial_s: float | None = None
+    ) -> None:
         self.version = version
         self.files = dict(files)
         self.hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files}
+        self.trial_s = trial_s
+        self.command_id = f"ota-{version}"
         self.state = "new"
         self.error: str | None = None
         self.needed: list[str] = []
         self.resends = 0  # chunks sent again: lost, or asked for by offset
+        self.restarts = 0  # times the board had to be sent to update mode again
         self._pending: list[str] = []  # needed files not yet complete, current first
         self._sent_at: int | None = None  # offset of the chunk awaiting its answer
-        self._last: bytes | None = None  # the message awaiting an answer
+        self._last: bytes | None = None  # the ota message awaiting an answer
+        self._missed = 0  # timeouts in a row
 
     # -- what to publish --------------------------------------------------
 
+    def begin(self) -> Send:
+        """The update command, for the board's program."""
+        self.state = "starting"
+        self._missed = 0
+        return self._command()
+
     def start(self) -> bytes:
-        """The offer: the complete new file set."""
+        """The offer: the complete new file set (to a board in update mode)."""
         self.state = "offered"
         entries = [[name, len(data), self.hashes[name]] for name, data in self.files.items()]
-        return self._send({"ota": "offer", "v": self.version, "files": entries})
+        offer: dict[str, Any] = {"ota": "offer", "v": self.version, "files": entries}
+        if self.trial_s is not None:
+            offer["trial_s"] = self.trial_s
+        return self._send(offer)
 
-    def on_timeout(self) -> bytes | None:
-        """No answer came: the message that awaits one, again (None when
-        nothing is awaited)."""
+    def on_timeout(self) -> Send | None:
+        """No answer came: what to send now (None when nothing is awaited)."""
+        if self.state == "starting":
+            self._missed += 1
+            if self._missed % PROBES_PER_COMMAND == 0:
+                return self._command()
+            return "ota", b'{"ota":"start"}'
         if self.state not in ("offered", "sending", "swapping") or self._last is None:
             return None
+        self._missed += 1
+        if self._missed >= RECOMMAND_AFTER:
+            # Silent for this long: the board is back in its program (a
+            # restart, a lost link). Send it to update mode again.
+            self.restarts += 1
+            return self.begin()
         if self.state == "sending":
             self.resends += 1
-        return self._last
+        return "ota", self._last
 
-    def on_answer(self, msg: bytes) -> bytes | None:
-        """Take one message from the ack topic; the next one to publish, or
-        None (finished, failed, or nothing to do about this answer)."""
+    def on_command_answer(self, msg: bytes) -> None:
+        """A message from the cmd/ack topic: a refusal of our command ends it."""
+        try:
+            answer = json.loads(msg)
+            ours = answer.get("id") == self.command_id
+        except (ValueError, AttributeError):
+            return  # not ours
+        if ours and answer.get("ok") is False and self.state not in ("done", "failed"):
+            error = answer.get("error")
+            hint = " (its program predates updates: flash it once over serial)"
+            self._fail(
+                f"the board refused the update command: {error}"
+                + hint * (error == "unknown command")
+            )
+
+    def on_answer(self, msg: bytes) -> Send | None:
+        """Take one message from the ota/ack topic; the next one to publish,
+        or None (finished, failed, or nothing to do about this answer)."""
         try:
             answer = json.loads(msg)
             kind = answer["ota"]
@@ -74,13 +127,18 @@ class OtaSender:
             return None  # not ours: another tool's message on the topic
         if self.state in ("done", "failed", "new"):
             return None
+        self._missed = 0
+        if kind == "ready":
+            if self.state in ("starting", "offered", "sending", "swapping"):
+                return "ota", self.start()  # (again: the board resumes)
+            return None
         if kind == "refused":
             self._fail(f"the board refused the update: {answer.get('error')}")
             return None
         if kind == "need" and self.state == "offered" and answer.get("v") == self.version:
-            return self._on_need(answer.get("files"))
+            return self._ota(self._on_need(answer.get("files")))
         if kind == "got" and self.state == "sending":
-            return self._on_got(answer.get("f"), answer.get("o"))
+            return self._ota(self._on_got(answer.get("f"), answer.get("o")))
         if kind == "swapped" and self.state == "swapping" and answer.get("v") == self.version:
             self.state = "swapped"
             self._last = None
@@ -96,6 +154,20 @@ class OtaSender:
             self._fail(f"version {self.version} did not come online: rolled back")
             return None
         return None  # stale or doubled (QoS 1 delivers at least once)
+
+    def give_up(self, error: str) -> None:
+        """The adapter's deadline passed."""
+        self._fail(error)
+
+    def progress(self) -> tuple[int, int]:
+        """(bytes the board has of the needed files, bytes needed)."""
+        total = sum(len(self.files[n]) for n in self.needed)
+        if self.state in ("swapping", "swapped", "done"):
+            return total, total
+        if self.state != "sending" or not self._pending:
+            return 0, total
+        left = sum(len(self.files[n]) for n in self._pending)
+        return total - left + (self._sent_at or 0), total
 
     # -- the steps --------------------------------------------------------
 
@@ -139,6 +211,14 @@ class OtaSender:
         return self._send(
             {"ota": "chunk", "f": name, "o": offset, "d": base64.b64encode(data).decode()}
         )
+
+    def _command(self) -> Send:
+        command = {"id": self.command_id, "update": True}
+        return "cmd", json.dumps(command, separators=(",", ":")).encode()
+
+    @staticmethod
+    def _ota(message: bytes | None) -> Send | None:
+        return None if message is None else ("ota", message)
 
     def _send(self, message: dict[str, Any]) -> bytes:
         self._last = json.dumps(message, separators=(",", ":")).encode()

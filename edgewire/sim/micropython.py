@@ -37,6 +37,7 @@ class MicroPythonBoard:
         self.heap = heap
         self.log_path = folder / "console.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self._stopped = False
         self.exit_codes: list[int] = []
         self._wake_at: float | None = None
         if build is not None:
@@ -48,11 +49,28 @@ class MicroPythonBoard:
                     shutil.copyfile(item, target)
 
     def start(self) -> None:
+        """Power on (or reset): boot.py, then main.py, as on a board. On the
+        unix port they are two processes, one after the other (this waits
+        for boot.py: quick, unless it runs an update): what boot.py leaves
+        in a board's heap, a few interned names, main.py does not see here."""
+        self._stopped = False
+        while self.heap is not None and (self.folder / "boot.py").exists():
+            self._launch("boot.py")
+            assert self.process is not None
+            code = self.process.wait()
+            if self._stopped:
+                return
+            if code != EXIT_REBOOT:
+                break  # done (or failed: a board goes on to main.py all the same)
+            self.exit_codes.append(code)  # boot.py reset the board (after an update)
+        self._launch("main.py")
+
+    def _launch(self, script: str) -> None:
         if self.heap is None:
             argv = [sys.executable, "-m", "edgewire.sim.cpython_board", str(self.folder)]
             env = dict(os.environ)
         else:
-            argv = [micropython_binary(), "-X", f"heapsize={self.heap}", "main.py"]
+            argv = [micropython_binary(), "-X", f"heapsize={self.heap}", script]
             env = {**os.environ, "MICROPYPATH": ".:lib"}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -87,6 +105,7 @@ class MicroPythonBoard:
 
     def stop(self) -> None:
         """Like pulling the plug: the board gets no chance to say goodbye."""
+        self._stopped = True
         self._wake_at = None
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
