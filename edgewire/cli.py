@@ -116,6 +116,7 @@ def _register() -> None:
     # Imported here so `edgewire --help` stays fast and each command pulls in
     # only its own dependencies.
     from edgewire.board_commands import boards_command, flash_command
+    from edgewire.ca_commands import ca_group
     from edgewire.commands import (
         cloud_command,
         demo_command,
@@ -131,6 +132,7 @@ def _register() -> None:
     cli.add_command(tail_command)
     cli.add_command(boards_command)
     cli.add_command(flash_command)
+    cli.add_command(ca_group)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

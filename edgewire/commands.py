@@ -9,6 +9,7 @@ import click
 
 from cloud.config import CloudSettings
 from edge.config import DEFAULT_DATA_DIR, EdgeSettings
+from edgewire.auth_commands import AUTH_COMMANDS
 from edgewire.cli import settings_options
 from edgewire.logs import setup_logging
 from edgewire.service import run_service
@@ -133,6 +134,10 @@ def install_service_command(
     steps = install_service(unit_dir, config_dir, print_only, gpio, create_user=not no_user)
     for step in steps:
         click.echo(step, nl=not print_only)
+
+
+for _auth_command in AUTH_COMMANDS:  # add-device, remove-device, add-user, broker-config
+    edge_group.add_command(_auth_command)
 
 
 @click.command("cloud")

@@ -12,7 +12,7 @@ from tests.helpers import run_edgewire
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        ([], ["demo", "edge", "cloud", "sim", "tail", "flash", "boards"]),
+        ([], ["demo", "edge", "cloud", "sim", "tail", "flash", "boards", "ca"]),
         (["demo"], ["--devices", "--http-port"]),
         (
             ["edge"],
@@ -20,7 +20,14 @@ from tests.helpers import run_edgewire
         ),
         (["edge", "dead-letters"], ["--data-dir", "--json", "--replay"]),
         (["edge", "install-service"], ["--print", "--gpio"]),
-        (["flash"], ["--port", "--device-id", "--broker", "--dry-run", "--micropython"]),
+        (["edge", "add-device"], ["ID", "--json", "--rotate", "--data-dir"]),
+        (["edge", "broker-config"], ["--out", "--port", "--tls"]),
+        (["ca", "init"], ["--dir"]),
+        (["ca", "issue"], ["NAME", "--dir", "--server"]),
+        (
+            ["flash"],
+            ["--port", "--device-id", "--broker", "--dry-run", "--micropython", "--update"],
+        ),
         (["boards"], ["--port", "--probe"]),
         (["cloud"], ["--grpc-port", "--http-port", "--db", "--bus"]),
         (["sim"], ["--broker", "--devices", "--rate", "--count", "--prefix", "--runtime"]),
