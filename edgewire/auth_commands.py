@@ -130,6 +130,23 @@ def add_device_command(
     click.echo(f"{'rotated' if rotate else 'added'} device {device_id}; {RELOAD_HINT}", err=True)
 
 
+def provision_device(data_dir: Path, device_id: str, broker_user: str) -> str:
+    """`edgewire flash --provision`: create board `device_id`'s login, or
+    give it a new password if it has one (the old one cannot be read back);
+    the password, for the board's config.json only."""
+    broker_auth.check_name(device_id, "device id")
+    password = broker_auth.new_password()
+    with _registry(data_dir, broker_user) as registry:
+        broker_auth.add_device(
+            registry,
+            device_id,
+            broker_auth.hash_password(password),
+            time.time(),
+            rotate=device_id in registry.devices,
+        )
+    return password
+
+
 @click.command("remove-device", short_help="Delete board ID's MQTT login.")
 @click.argument("device_id", metavar="ID")
 @click.option(

@@ -60,6 +60,20 @@ def boards_command(ports: tuple[str, ...], probe: bool, include_all: bool, as_js
     help="with --update: how long the new version gets to come online, per start",
 )
 @click.option(
+    "--provision",
+    is_flag=True,
+    help="create the board's own MQTT login in the edge's data dir (as `edgewire edge"
+    " add-device` does; a new password if it has one) and put it in its config.json,"
+    " instead of --broker's user and password; run it on the Pi, then reload Mosquitto",
+)
+@click.option(
+    "--edge-data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="with --provision: the edge's data dir  [default: /var/lib/edgewire]",
+)
+@click.option(
     "--update-timeout",
     type=click.FloatRange(10),
     default=600.0,
@@ -123,6 +137,8 @@ def flash_command(
     update: bool,
     trial_s: float,
     update_timeout: float,
+    provision: bool,
+    edge_data_dir: Path | None,
     dry_run: bool,
     force: bool,
     wait: bool,
@@ -159,6 +175,11 @@ def flash_command(
         return
     if port is None:
         raise click.UsageError("give the board's serial --port (or --update, over MQTT)")
+    if provision:
+        # --wait watches with the credentials given, not the board's: a
+        # board's login may not read its own telemetry.
+        wait_broker = wait_broker or settings.broker
+        settings = provisioned(settings, edge_data_dir, dry_run)
     options = FlashOptions(
         port=port,
         dry_run=dry_run,
@@ -211,3 +232,28 @@ def over_the_air(
     click.echo(report.summary())
     if report.state != "done":
         raise FlashError(report.error or "the update failed")
+
+
+def provisioned(settings: BoardSettings, data_dir: Path | None, dry_run: bool) -> BoardSettings:
+    """The settings with the board's own MQTT login in the broker URL."""
+    from urllib.parse import quote
+
+    import msgspec
+
+    from edge.config import DEFAULT_DATA_DIR
+    from edgewire.auth_commands import DEFAULT_BROKER_USER, RELOAD_HINT, provision_device
+    from edgewire.errors import ConfigError
+    from firmware.board_config import broker_endpoint
+
+    device_id = settings.device_id
+    if device_id == "auto":
+        raise ConfigError("--provision needs the board's --device-id (its login's name)")
+    broker = broker_endpoint(settings)
+    directory = data_dir or Path(DEFAULT_DATA_DIR)
+    if dry_run:
+        click.echo(f"would create or renew board {device_id}'s MQTT login in {directory}")
+        return settings
+    password = provision_device(directory, device_id, DEFAULT_BROKER_USER)
+    click.echo(f"board {device_id}: its MQTT login is in {directory}; {RELOAD_HINT}")
+    login = f"{quote(device_id, safe='')}:{quote(password, safe='')}"
+    return msgspec.structs.replace(settings, broker=f"mqtt://{login}@{broker.host}:{broker.port}")

@@ -31,6 +31,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge import broker_auth
+from edgewire.ca import init_ca
+from edgewire.ca import issue as issue_certificate
 from edgewire.errors import ConfigError
 from edgewire.mosquitto import mosquitto_binary
 from edgewire.procs import free_port, spawn, wait_for_port
@@ -80,21 +82,16 @@ def issue(*args: str, data_dir: Path) -> str:
     return password
 
 
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """(certificate, key) for 127.0.0.1; the certificate is its own CA."""
-    cert, key = directory / "broker.crt", directory / "broker.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
-    return cert, key
+def broker_certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """(CA certificate, broker certificate, key) for 127.0.0.1, from `edgewire ca`."""
+    ca = init_ca(directory / "ca")
+    hosts = ["127.0.0.1", "localhost"]
+    issued = issue_certificate(directory / "ca", "broker", "server", hosts=hosts)
+    return ca.cert, issued.cert, issued.key
 
 
 def start_broker(workdir: Path, data_dir: Path) -> Broker:
-    cert, key = self_signed_certificate(workdir)
+    cafile, cert, key = broker_certificate(workdir)
     port, tls_port = free_port(), free_port()
     config = broker_auth.render_broker_config(
         password_file=str(data_dir / "passwd"),
@@ -102,7 +99,7 @@ def start_broker(workdir: Path, data_dir: Path) -> Broker:
         port=port,
         persistence_location=str(workdir),
         tls=broker_auth.TlsListener(
-            port=tls_port, cafile=str(cert), certfile=str(cert), keyfile=str(key)
+            port=tls_port, cafile=str(cafile), certfile=str(cert), keyfile=str(key)
         ),
     )
     # Run as root here: Mosquitto drops to this user, as PrivateMosquitto's does.
@@ -111,7 +108,7 @@ def start_broker(workdir: Path, data_dir: Path) -> Broker:
     process = spawn([mosquitto_binary(), "-c", str(workdir / "mosquitto.conf")], workdir / "log")
     wait_for_port(port, 10, process)
     wait_for_port(tls_port, 10, process)
-    return Broker(data_dir, port, tls_port, cert, process)
+    return Broker(data_dir, port, tls_port, cafile, process)
 
 
 @pytest.fixture(scope="module")
@@ -562,3 +559,37 @@ def test_the_core_does_no_io() -> None:
         )
     }
     assert not imported & IO_MODULES
+
+
+def test_flash_provision_gives_a_board_its_own_login(broker: Broker, tmp_path: Path) -> None:
+    from edgewire.sim.micropython import MicroPythonBoard
+    from edgewire.sim.serial_board import SerialBoard
+
+    edge = Peer(broker.port, "edge", broker.passwords["edge"])
+    assert edge.connect() == "Success"
+    edge.subscribe("edgewire/+/telemetry")
+    with SerialBoard(tmp_path / "board") as board:
+        result = run_edgewire(
+            "flash", "--port", board.start(), "--device-id", "prov-1",
+            "--broker", f"mqtt://127.0.0.1:{broker.port}", "--wifi-ssid", "home",
+            "--sensor", "synthetic", "--interval-s", "0.2",
+            "--provision", "--edge-data-dir", str(broker.data_dir),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        board.unplug()
+        config = json.loads((board.folder / "config.json").read_text())
+        assert config["broker"]["user"] == "prov-1"
+        password = config["broker"]["password"]
+        assert password
+        assert password not in result.stdout + result.stderr, "never shown"
+        assert "systemctl reload mosquitto" in result.stdout
+        broker.reload()
+        runner = MicroPythonBoard(board.folder, None, "64K")
+        runner.start()
+        try:
+            topic, payload = edge.messages.get(timeout=30)
+        finally:
+            runner.stop()
+            edge.close()
+    assert topic == "edgewire/prov-1/telemetry", runner.console()
+    assert json.loads(payload)
