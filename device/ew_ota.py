@@ -99,6 +99,9 @@ def _bad_name(name):
         return True
     if "/" in name or "\\" in name or ".." in name or name[0] == ".":
         return True
+    for c in name:  # no NUL: MicroPython's open() cuts a path there
+        if c < " " or c > "~":
+            return True
     return not (name.endswith(".py") or name.endswith(".mpy"))
 
 
@@ -144,7 +147,10 @@ class Ota:
             return answer("refused", error="missing " + str(e))
         except ValueError as e:  # bad JSON or a bad value
             return answer("refused", error=str(e) or "malformed")
-        except (TypeError, AttributeError, IndexError):
+        except (TypeError, AttributeError, IndexError, RuntimeError, MemoryError):
+            # RuntimeError: JSON nested too deep (MicroPython's recursion
+            # error; CPython's RecursionError is one too); MemoryError: on a
+            # board, the same or a message too big to parse.
             return answer("refused", error="malformed")
         except OSError as e:  # the filesystem: full, or worn out
             self.clean()

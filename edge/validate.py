@@ -72,6 +72,22 @@ class Outcome(msgspec.Struct):
     rejected: list[Reject]
 
 
+# What msgspec raises for a payload it cannot read at all. Besides
+# DecodeError: UnicodeDecodeError for invalid UTF-8 inside a key it checks
+# against a pattern (the metric names), and RecursionError for JSON nested
+# about a thousand deep. Either one escaping here would end the MQTT
+# client's thread (found by the fuzzer: tests/fuzz/).
+_UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "invalid UTF-8"
+    if isinstance(exc, RecursionError):
+        return "nested too deep"
+    return str(exc)
+
+
 def validate_telemetry(device_id: str, payload: bytes, now: float) -> Outcome:
     """Check one telemetry message of `device_id` (taken from its topic)."""
     topic = contract.topic(device_id, contract.TELEMETRY)
@@ -82,12 +98,13 @@ def validate_telemetry(device_id: str, payload: bytes, now: float) -> Outcome:
         return _rejected(topic, payload, Reason.TOO_LARGE, detail)
     try:
         decoded = _decode_payload(payload)
-    except msgspec.ValidationError as exc:  # a subclass of DecodeError: first
+    except (msgspec.ValidationError, UnicodeDecodeError) as exc:  # before DecodeError
+        # A bad element, or bad UTF-8 in a metric name: keep the rest of a batch.
         if payload.lstrip()[:1] == b"[":
             return _validate_elements(device_id, topic, payload, now)
-        return _rejected(topic, payload, Reason.INVALID, str(exc))
-    except msgspec.DecodeError as exc:
-        return _rejected(topic, payload, Reason.NOT_JSON, str(exc))
+        return _rejected(topic, payload, Reason.INVALID, _why(exc))
+    except _UNDECODABLE as exc:
+        return _rejected(topic, payload, Reason.NOT_JSON, _why(exc))
     wires = decoded if isinstance(decoded, list) else [decoded]
     if not wires:
         return _rejected(topic, payload, Reason.EMPTY, "empty array")
@@ -112,10 +129,10 @@ def _validate_elements(device_id: str, topic: str, payload: bytes, now: float) -
     """Slow path for an array with a bad element: keep every good one."""
     try:
         elements = _decode_elements(payload)
-    except msgspec.DecodeError as exc:  # list[Raw] fails only on broken JSON
+    except _UNDECODABLE as exc:  # list[Raw] fails only on broken JSON
         # Typed decoding stops at the first bad element, before it has seen
         # the rest of the text; the untyped pass finds broken JSON after it.
-        return _rejected(topic, payload, Reason.NOT_JSON, str(exc))
+        return _rejected(topic, payload, Reason.NOT_JSON, _why(exc))
     outcome = Outcome(accepted=[], rejected=[])
     for index, raw in enumerate(elements):
         element = bytes(raw)
@@ -124,6 +141,10 @@ def _validate_elements(device_id: str, topic: str, payload: bytes, now: float) -
         except msgspec.ValidationError as exc:
             detail = f"element {index}: {exc}"
             outcome.rejected.append(Reject(topic, element, Reason.INVALID, detail))
+            continue
+        except _UNDECODABLE as exc:
+            detail = f"element {index}: {_why(exc)}"
+            outcome.rejected.append(Reject(topic, element, Reason.NOT_JSON, detail))
             continue
         _admit(outcome, device_id, wire, now)
     return outcome

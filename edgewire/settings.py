@@ -58,7 +58,9 @@ def load_settings(
     try:
         return msgspec.convert(merged, model, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(_one_line(str(exc), merged, origin)) from None
+        # One line, whatever a key holds (a quoted TOML key may hold a newline).
+        line = _one_line(str(exc), merged, origin)
+        raise ConfigError(line.replace("\r", "\\r").replace("\n", "\\n")) from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -68,6 +70,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    # What tomllib raises besides TOMLDecodeError (found by the fuzzer):
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path}: arrays or tables nested too deep") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 

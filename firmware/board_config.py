@@ -66,6 +66,17 @@ class BoardSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         for spec in self.sensors:
             if not isinstance(spec.get("type"), str):
                 raise ValueError('sensors: each [[sensors]] table needs a type = "..."')
+            if not _json_values(spec):
+                # TOML has dates and times; config.json (and the board) has not.
+                raise ValueError("sensors: only strings, numbers, booleans, arrays and tables")
+
+
+def _json_values(value: object) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_values(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_json_values(v) for v in value)
+    return value is None or isinstance(value, str | int | float | bool)
 
 
 def broker_endpoint(settings: BoardSettings) -> Endpoint:

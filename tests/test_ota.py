@@ -376,6 +376,8 @@ def test_a_corrupted_chunk_fails_the_sha256_and_replaces_nothing(tmp_path: Path)
         ([["ota.json", 1, "0" * 64]], "bad name 'ota.json'"),
         ([["config.json", 1, "0" * 64]], "bad name 'config.json'"),
         ([["crash.dat", 1, "0" * 64]], "bad name 'crash.dat'"),
+        # MicroPython's open() cuts a path at a NUL: this would be config.json.
+        ([["config.json\x00.py", 1, "0" * 64]], "bad name 'config.json\\x00.py'"),
         ([["a.mpy.new", 1, "0" * 64]], "bad name 'a.mpy.new'"),
         ([["a.mpy", 1, "0" * 64], ["a.mpy", 1, "0" * 64]], "bad name 'a.mpy'"),
         ([[f"f{i}.mpy", 1, "0" * 64] for i in range(33)], "too many files"),
@@ -420,6 +422,7 @@ def test_the_sender_reports_a_refused_name_and_nothing_leaves_the_folder(tmp_pat
         b'{"ota": "offer", "v": "1", "files": [[1, 2, 3]]}',
         b'{"ota": "offer", "v": "1", "files": "a.mpy"}',
         b'{"ota": "offer", "v": "1"}',
+        b"[" * 2000 + b"]" * 2000,  # nested too deep to parse (found by the fuzzer)
     ],
 )
 def test_malformed_messages_are_refused_never_raised(tmp_path: Path, msg: bytes) -> None:

@@ -111,6 +111,29 @@ def test_one_bad_element_does_not_sink_the_array() -> None:
     assert reject.payload == b'{"seq": "x"}'
 
 
+def test_bad_utf8_in_a_metric_name_sinks_only_its_own_sample() -> None:
+    # Found by the fuzzer: msgspec raised UnicodeDecodeError here, which
+    # ended the edge's MQTT thread.
+    bad = b'{"seq": 2, "boot": 0, "m": {"temp_\xe9": 21.5}}'
+    outcome = validate_telemetry("dev-1", bad, NOW)
+    assert outcome.accepted == []
+    assert [(r.reason, r.detail) for r in outcome.rejected] == [(Reason.INVALID, "invalid UTF-8")]
+    batch = b'[{"seq": 1, "boot": 0, "m": {"t": 1}}, ' + bad + b"]"
+    outcome = validate_telemetry("dev-1", batch, NOW)
+    assert [a.sample.seq for a in outcome.accepted] == [1]
+    assert [r.detail for r in outcome.rejected] == ["element 1: invalid UTF-8"]
+
+
+def test_json_nested_too_deep_is_a_dead_letter_not_a_crash() -> None:
+    for payload in (
+        b"[" * 1200 + b"]" * 1200,
+        b'{"seq": 1, "x": ' + b"[" * 1200 + b"]" * 1200 + b"}",
+    ):
+        outcome = validate_telemetry("dev-1", payload, NOW)
+        assert outcome.accepted == []
+        assert [r.reason for r in outcome.rejected] == [Reason.NOT_JSON]
+
+
 def test_status_messages() -> None:
     assert validate_status("dev-1", b"online") == "online"
     assert validate_status("dev-1", b"offline\n") == "offline"

@@ -30,7 +30,11 @@ T = TypeVar("T")
 
 
 class RuleError(ValueError):
-    """A `[[rules]]` entry that cannot be used; the message says which and why."""
+    """A `[[rules]]` entry that cannot be used; the message says which and why,
+    on one line whatever a key holds (a quoted TOML key may hold a newline)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 # Makes the RuleError of the rule being read: fail(field, message).
