@@ -146,6 +146,30 @@ class Pipeline:
         counter.inc()
         self._seen(device_id, now)
         message = _Message(mid, qos)
+        try:
+            self._sort(message, device_id, kind, payload, now)
+        except Exception as exc:
+            # A bug of ours must not end the MQTT client's thread (the edge
+            # would go deaf while /healthz says ok): the message becomes a
+            # dead letter, to replay once the bug is fixed.
+            log.exception("message not handled", device=device_id, kind=kind)
+            topic = contract.topic(device_id, kind)
+            message.records, message.keys, message.rule_state = [], [], {}
+            message.letters = [dead_letter(now, topic, Reason.INTERNAL, repr(exc)[:200], payload)]
+        with self._lock:
+            self._pending.append(message)
+            if len(self._pending) >= MAX_PENDING_MESSAGES:
+                self.room.clear()
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._thread.submit(self._commit)
+
+    def _sort(
+        self, message: "_Message", device_id: str, kind: str, payload: bytes, now: float
+    ) -> None:
+        """What one message becomes: records and rules' state, a status, a
+        command answer, or dead letters."""
         if kind == contract.TELEMETRY:
             outcome = validate_telemetry(device_id, payload, now)
             rules = self._rules
@@ -177,14 +201,6 @@ class Pipeline:
             else:
                 topic = contract.topic(device_id, kind)
                 message.letters = [dead_letter(now, topic, Reason.BAD_ANSWER, answer, payload)]
-        with self._lock:
-            self._pending.append(message)
-            if len(self._pending) >= MAX_PENDING_MESSAGES:
-                self.room.clear()
-            if self._scheduled:
-                return
-            self._scheduled = True
-        self._thread.submit(self._commit)
 
     def _apply_rules(
         self, rules: RuleChain, accepted: Sequence[Accepted], message: _Message

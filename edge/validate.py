@@ -50,6 +50,7 @@ class Reason(StrEnum):
     EMPTY = "empty"
     BAD_STATUS = "bad_status"
     BAD_ANSWER = "bad_answer"
+    INTERNAL = "internal"  # the edge failed on it: a bug of ours, to fix and replay
 
 
 class Reject(msgspec.Struct, frozen=True):
