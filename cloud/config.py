@@ -1,10 +1,12 @@
 """Settings of `edgewire cloud` (flag > EDGEWIRE_* environment > TOML file)."""
 
+import re
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
+from edgewire import contract
 from edgewire.durations import parse_duration
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
@@ -30,6 +32,30 @@ class CloudSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             " wire, but a compressor per client costs CPU and memory"
         ),
     ] = False
+    tls_cert: Annotated[
+        str | None,
+        Meta(
+            description="PEM certificate of the gRPC port; with tls_key and tls_client_ca,"
+            " every client must show a certificate (mTLS)"
+        ),
+    ] = None
+    tls_key: Annotated[
+        str | None, Meta(description="file of tls_cert's private key (PEM, unencrypted)")
+    ] = None
+    tls_client_ca: Annotated[
+        str | None, Meta(description="PEM certificate of the CA that signs the edges' certificates")
+    ] = None
+    tls_crl: Annotated[
+        str | None,
+        Meta(description="PEM revocation list of that CA, read again whenever the file changes"),
+    ] = None
+    edge_devices: Annotated[
+        dict[str, list[str]] | None,
+        Meta(
+            description="[edge_devices] table: edge id = the device ids (or patterns such as"
+            ' "greenhouse-*") it may send for; an edge not listed is refused (default: any)'
+        ),
+    ] = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace_s: Annotated[float, Meta(gt=0, description="seconds to stop cleanly")] = 10.0
 
@@ -47,3 +73,26 @@ class CloudSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError("db: must start with sqlite://, postgresql:// or memory://")
         if not self.bus.startswith(("memory:", "amqp:", "amqps:")):
             raise ValueError("bus: must be memory:// or amqp://")
+        if self.edge_devices is not None:
+            _check_edge_devices(self.edge_devices)
+        tls_files = (self.tls_cert, self.tls_key, self.tls_client_ca, self.tls_crl)
+        if any(path is not None for path in tls_files):
+            from cloud.tls import read_server_tls  # cryptography: only when TLS is asked for
+
+            read_server_tls(self.tls_cert, self.tls_key, self.tls_client_ca, self.tls_crl)
+
+
+# A pattern may hold what a device id may, and fnmatch's wildcards.
+_DEVICE_PATTERN = re.compile(r"[a-z0-9_*?\[\]!-]{1,64}")
+
+
+def _check_edge_devices(edge_devices: dict[str, list[str]]) -> None:
+    for edge_id, patterns in edge_devices.items():
+        if not contract.is_device_id(edge_id):
+            raise ValueError(f"edge_devices: {edge_id[:64]!r} is not an edge id")
+        for pattern in patterns:
+            if not _DEVICE_PATTERN.fullmatch(pattern):
+                raise ValueError(
+                    f"edge_devices: {pattern[:64]!r} of {edge_id!r} can match no device id"
+                    " (lower-case letters, digits, '_', '-' and the wildcards * ? [])"
+                )

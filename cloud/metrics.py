@@ -41,3 +41,13 @@ COMMAND_UPDATES_IGNORED = Counter(
     "edgewire_cloud_command_updates_ignored",
     "Command updates from edges that were malformed or not forward of the state held",
 )
+EDGES_REFUSED = Counter(
+    "edgewire_cloud_edges_refused",
+    "Edge streams refused after the TLS handshake (certificate, edge id, edge_devices)",
+    ["reason"],
+)
+FOREIGN_DEVICE = Counter(
+    "edgewire_cloud_foreign_device",
+    "Samples, statuses and command answers refused: for a board the edge does not own",
+    ["edge"],
+)

@@ -1,7 +1,8 @@
 """`edgewire cloud`: start-up, serving, and shutdown in order.
 
 Start-up opens storage and the bus, then the gRPC server (Ingest, Subscribe,
-health, reflection) and the HTTP server. Shutdown reverses it: health turns
+health, reflection; mTLS with tls_cert, tls_key and tls_client_ca, see
+cloud/tls.py and cloud/edge_trust.py) and the HTTP server. Shutdown reverses it: health turns
 NOT_SERVING, the gRPC server stops taking streams and lets in-flight batches
 finish, the bus ends the live feeds, and storage closes last.
 """
@@ -16,10 +17,12 @@ from cloud.api import create_app
 from cloud.bus import open_bus
 from cloud.config import CloudSettings
 from cloud.downlink import Downlink
+from cloud.edge_trust import EdgeGate
 from cloud.ingest import Committer, TelemetryService
 from cloud.retention import keep_only
 from cloud.storage import open_storage
 from cloud.storage.threads import StorageThreads
+from cloud.tls import ServerTls, read_server_tls, server_credentials
 from edgewire.errors import EdgewireError
 from edgewire.logs import get_logger
 from edgewire.urls import redact_url
@@ -53,7 +56,13 @@ async def serve_cloud(settings: CloudSettings, stop: asyncio.Event) -> None:
         server = grpc.aio.server(options=grpc_server_options())
         committer = Committer(storage, bus)
         downlink = Downlink(storage, bus)
-        service = TelemetryService(committer, storage, bus, downlink)
+        tls = _server_tls(settings)
+        gate = EdgeGate(
+            None if tls is None else tls.client_ca,
+            None if tls is None else tls.crl,
+            settings.edge_devices,
+        )
+        service = TelemetryService(committer, storage, bus, downlink, gate)
         pb_grpc.add_TelemetryServicer_to_server(service, server)  # type: ignore[no-untyped-call]
         health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # public alias the stubs lack
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -62,7 +71,7 @@ async def serve_cloud(settings: CloudSettings, stop: asyncio.Event) -> None:
         )
         address = f"{settings.host}:{settings.grpc_port}"
         try:
-            port = server.add_insecure_port(address)
+            port = _listen(server, address, tls)
         except RuntimeError as exc:
             raise EdgewireError(f"cannot listen for gRPC on {address}: {exc}") from None
         await server.start()
@@ -75,6 +84,7 @@ async def serve_cloud(settings: CloudSettings, stop: asyncio.Event) -> None:
             log.info(
                 "cloud ready",
                 grpc_port=port,
+                grpc_tls="mtls" if tls is not None else "off",
                 http_port=http.port,
                 db=redact_url(settings.db),
                 bus=redact_url(settings.bus),
@@ -93,3 +103,26 @@ async def serve_cloud(settings: CloudSettings, stop: asyncio.Event) -> None:
             await bus.close()
     finally:
         storage.close()
+
+
+def _server_tls(settings: CloudSettings) -> ServerTls | None:
+    """The gRPC port's TLS files (checked when the settings loaded; read
+    again here, as they are used)."""
+    try:
+        tls = read_server_tls(
+            settings.tls_cert, settings.tls_key, settings.tls_client_ca, settings.tls_crl
+        )
+    except ValueError as exc:  # a file changed since the settings loaded
+        raise EdgewireError(str(exc)) from None
+    if tls is None:
+        log.warning(
+            "the edge link is unauthenticated: gRPC without TLS, so any client can"
+            " send as any edge id (set tls_cert, tls_key and tls_client_ca for mTLS)"
+        )
+    return tls
+
+
+def _listen(server: grpc.aio.Server, address: str, tls: ServerTls | None) -> int:
+    if tls is None:
+        return server.add_insecure_port(address)
+    return server.add_secure_port(address, server_credentials(tls))

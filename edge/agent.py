@@ -28,7 +28,7 @@ from edge.pipeline import Pipeline
 from edge.reload import reloaded
 from edge.rules import parse_rules
 from edge.stored import StoredTracker
-from edge.uplink import Uplink
+from edge.uplink import Uplink, channel_credentials
 from edge.window import Limits, drain_eta_s
 from edgewire import contract
 from edgewire.aio import first_of
@@ -117,6 +117,11 @@ async def _serve(
         limits,
         gzip=settings.cloud_compression == "gzip",
         reconnect_max_s=settings.reconnect_max_s,
+        credentials=(
+            channel_credentials(settings.cloud_ca, settings.cloud_cert, settings.cloud_key)
+            if settings.cloud_endpoint.tls
+            else None
+        ),
     )
     intake = MqttIntake(
         settings.mqtt_endpoint, f"edgewire-edge-{settings.edge_id}", pipeline.handle, pipeline.room

@@ -27,11 +27,35 @@ def _about(text: str) -> Meta:
 
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
+CLOUD_SCHEMES = ("grpc", "grpcs")
+
+
+def _require_readable(setting: str, path: str) -> None:
+    # Only that it opens: grpc reads the PEM, and the edge does without
+    # cryptography's memory. Never the contents in an error.
+    try:
+        with Path(path).open("rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{setting}: cannot read it: {exc.strerror}") from None
 
 
 class EdgeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     mqtt: Annotated[str, _about("the local broker")] = "mqtt://127.0.0.1:1883"
-    cloud: Annotated[str, _about("the cloud's gRPC endpoint")] = "grpc://127.0.0.1:50051"
+    cloud: Annotated[str, _about("the cloud's gRPC endpoint (grpcs:// for TLS)")] = (
+        "grpc://127.0.0.1:50051"
+    )
+    cloud_ca: Annotated[
+        str | None,
+        _about("PEM certificate of the CA that signed the cloud's; none: the system's CAs"),
+    ] = None
+    cloud_cert: Annotated[
+        str | None,
+        _about("PEM client certificate of this edge, named after its edge id (grpcs://)"),
+    ] = None
+    cloud_key: Annotated[
+        str | None, _about("file of cloud_cert's private key (PEM, unencrypted)")
+    ] = None
     data_dir: Annotated[str, _about("buffer and dead letters")] = DEFAULT_DATA_DIR
     http_port: Annotated[Port, _about("/healthz and /metrics")] = 9100
     http_host: Annotated[str, _about("address of the HTTP port")] = "0.0.0.0"
@@ -91,11 +115,28 @@ class EdgeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             parse_rules(self.rules)
         except RuleError as exc:
             raise ValueError(f"rules: {exc}") from None
-        for name, schemes in (("mqtt", ("mqtt",)), ("cloud", ("grpc",))):
+        for name, schemes in (("mqtt", ("mqtt",)), ("cloud", CLOUD_SCHEMES)):
             try:
                 parse_endpoint(getattr(self, name), schemes)
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from None
+        self._check_cloud_tls()
+
+    def _check_cloud_tls(self) -> None:
+        files = {
+            "cloud_ca": self.cloud_ca,
+            "cloud_cert": self.cloud_cert,
+            "cloud_key": self.cloud_key,
+        }
+        given = {name: path for name, path in files.items() if path is not None}
+        if given and not self.cloud_endpoint.tls:
+            raise ValueError(f"{next(iter(given))}: needs a grpcs:// cloud URL")
+        if self.cloud_cert is not None and self.cloud_key is None:
+            raise ValueError("cloud_key: needed with cloud_cert")
+        if self.cloud_key is not None and self.cloud_cert is None:
+            raise ValueError("cloud_cert: needed with cloud_key")
+        for name, path in given.items():
+            _require_readable(name, path)
 
     @property
     def mqtt_endpoint(self) -> Endpoint:
@@ -103,7 +144,7 @@ class EdgeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     @property
     def cloud_endpoint(self) -> Endpoint:
-        return parse_endpoint(self.cloud, ("grpc",))
+        return parse_endpoint(self.cloud, CLOUD_SCHEMES)
 
     @property
     def data_path(self) -> Path:

@@ -38,6 +38,11 @@ UPLINK_CONNECTED = Gauge("edgewire_edge_uplink_connected", "1 while the cloud st
 UPLINK_RECONNECTS = Counter(
     "edgewire_edge_uplink_reconnects", "Cloud stream (re)connection attempts"
 )
+UPLINK_REFUSED = Counter(
+    "edgewire_edge_uplink_refused",
+    "Cloud streams the cloud refused (certificate, edge id, edge_devices), by gRPC status",
+    ["status"],
+)
 STORED_SENT = Counter("edgewire_edge_stored_sent", "`stored` watermarks published to boards")
 BACKPRESSURE = Gauge(
     "edgewire_edge_backpressure", "1 while the buffer is full and MQTT messages are held"

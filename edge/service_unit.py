@@ -143,7 +143,9 @@ def default_config_text() -> str:
 # mqtt://edge:secret@127.0.0.1:1883 (this file is readable by the service only).
 mqtt = "mqtt://127.0.0.1:1883"
 
-# The cloud's gRPC endpoint.
+# The cloud's gRPC endpoint. grpcs:// is TLS: cloud_ca, cloud_cert and
+# cloud_key then name the CA's and this edge's certificate files, the edge's
+# issued for its edge_id (docs/security.md).
 cloud = "grpc://127.0.0.1:50051"
 
 # The buffer and the dead letters; systemd creates it for the service.

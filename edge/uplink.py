@@ -8,6 +8,13 @@ one. Device status changes ride the same stream, and so do board commands:
 down from the cloud, held by the desk (edge/downlink.py) until the board is
 online, published on its `cmd` topic, and their states back up. Samples travel as the
 serialized bytes the buffer holds; only the framing is added here.
+
+With grpcs:// the stream runs over TLS, with this edge's client certificate
+when it has one (mTLS). The cloud may refuse the edge (a revoked
+certificate, an edge id that is not the certificate's name): that is logged
+with the cloud's reason and tried again with backoff like any other failure,
+and the stream counts as up only once the cloud admitted the edge, so
+/healthz turns unhealthy when refusals go on.
 """
 
 import asyncio
@@ -17,6 +24,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -38,6 +46,17 @@ BACKOFF_BASE_S = 0.5
 # Seconds to wait for the last acknowledgements when stopping.
 DRAIN_ON_STOP_S = 3.0
 STATS_EVERY_S = 5.0  # how often the cloud hears how the buffer stands
+# A cloud from before admission headers sends none until its first answer:
+# a stream still open this long after the Hello was not refused.
+ADMISSION_WAIT_S = 5.0
+# How the cloud says no to this edge; anything else is a link failure.
+REFUSED = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED})
+# What grpc says when the cloud ended the TLS handshake: it does not say why
+# (the cloud's log does), so the edge's log line says where to look.
+TLS_REFUSAL_HINT = (
+    "the cloud closed the connection during TLS: it may refuse this edge's certificate"
+    " (none, another CA's, or expired: the cloud's log says which); see cloud_cert, cloud_key"
+)
 # Committed records waiting for the event loop to take them into the live
 # lane. Past this the oldest are left to the backlog (they are on disk), so a
 # busy loop never makes the edge hold an unbounded pile of records in memory.
@@ -73,9 +92,11 @@ class Uplink:
         limits: Limits,
         gzip: bool = False,
         reconnect_max_s: float = 30.0,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._reconnect_max_s = reconnect_max_s
         self._target = f"{endpoint.host}:{endpoint.port}"
+        self._credentials = credentials  # None: plain grpc://
         self._edge_id = edge_id
         self._pipeline = pipeline
         self._compression = grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression
@@ -217,7 +238,7 @@ class Uplink:
             try:
                 await self._session(stop)
             except (grpc.aio.AioRpcError, StreamClosed) as exc:
-                log.warning("cloud stream down", cloud=self._target, error=_describe(exc))
+                self._report_down(exc)
             finally:
                 self._set_connected(False)
                 self._stats_sent_at = float("-inf")
@@ -229,11 +250,39 @@ class Uplink:
             self._kicked.clear()
             await first_of(stop, self._kicked, timeout=delay)
 
+    def _report_down(self, exc: grpc.aio.AioRpcError | StreamClosed) -> None:
+        if isinstance(exc, grpc.aio.AioRpcError) and exc.code() in REFUSED:
+            metrics.UPLINK_REFUSED.labels(exc.code().name.lower()).inc()
+            log.error(
+                "the cloud refused this edge; trying again later",
+                cloud=self._target,
+                edge=self._edge_id,
+                status=exc.code().name,
+                reason=exc.details(),
+            )
+            return
+        hint = {"hint": TLS_REFUSAL_HINT} if self._tls_refused(exc) else {}
+        log.warning("cloud stream down", cloud=self._target, error=_describe(exc), **hint)
+
+    def _tls_refused(self, exc: grpc.aio.AioRpcError | StreamClosed) -> bool:
+        if self._credentials is None or not isinstance(exc, grpc.aio.AioRpcError):
+            return False
+        details = exc.details() or ""
+        return "failed to connect" in details and "Socket closed" in details
+
+    def _channel(self) -> grpc.aio.Channel:
+        if self._credentials is None:
+            return grpc.aio.insecure_channel(
+                self._target, options=CHANNEL_OPTIONS, compression=self._compression
+            )
+        return grpc.aio.secure_channel(
+            self._target, self._credentials, options=CHANNEL_OPTIONS,
+            compression=self._compression,
+        )  # fmt: skip
+
     async def _session(self, stop: asyncio.Event) -> None:
         """One stream, until it fails or `stop` is set."""
-        async with grpc.aio.insecure_channel(
-            self._target, options=CHANNEL_OPTIONS, compression=self._compression
-        ) as channel:
+        async with self._channel() as channel:
             # Requests are bytes already (see edgewire/wire.py): no serializer.
             ingest = channel.stream_stream(
                 INGEST_METHOD,
@@ -246,7 +295,9 @@ class Uplink:
             call = ingest(self._requests())
             await call.wait_for_connection()
             self.plan.restart((await self._pipeline.stats()).newest_id)
-            self._set_connected(True)
+            # Batches go out at once: one sent before the cloud admitted
+            # this edge is acknowledged after it, or sent again if refused.
+            admission = asyncio.create_task(self._await_admission(call), name="uplink-admission")
             receiver = asyncio.create_task(self._receive(call), name="uplink-acks")
             sender = asyncio.create_task(self._send(stop), name="uplink-send")
             done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
@@ -255,11 +306,23 @@ class Uplink:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._drained(receiver), DRAIN_ON_STOP_S)
             self._outbox.put_nowait(None)
-            for task in (sender, receiver):
+            for task in (sender, receiver, admission):
                 task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await admission
             for result in await asyncio.gather(sender, receiver, return_exceptions=True):
                 if isinstance(result, grpc.aio.AioRpcError | StreamClosed):
                     raise result
+
+    async def _await_admission(
+        self, call: "grpc.aio.StreamStreamCall[bytes, pb.CloudMessage]"
+    ) -> None:
+        """Up once the cloud admitted this edge: it answers the Hello with
+        its response headers then, while a refusal ends the call instead."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(call.initial_metadata(), ADMISSION_WAIT_S)
+        if not call.done():
+            self._set_connected(True)
 
     async def _requests(self) -> AsyncIterator[bytes]:
         while (message := await self._outbox.get()) is not None:
@@ -341,3 +404,19 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
         return f"{exc.code().name}: {exc.details()}"
     return str(exc)
+
+
+def channel_credentials(
+    ca: str | None, cert: str | None, key: str | None
+) -> grpc.ChannelCredentials:
+    """TLS to the cloud: its certificate checked against `ca` (None: the
+    system's CAs) for the host name dialled, and with `cert` and `key` this
+    edge's own certificate (mTLS). The files were checked when the settings
+    loaded."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(ca), private_key=_read(key), certificate_chain=_read(cert)
+    )
+
+
+def _read(path: str | None) -> bytes | None:
+    return None if path is None else Path(path).read_bytes()

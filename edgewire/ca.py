@@ -355,6 +355,16 @@ def load_crl_serials(path: Path) -> set[int]:
     return _serials(_parse_crl(path))
 
 
+def load_revocation_list(ca_crt_path: Path, crl_path: Path) -> set[int]:
+    """The serial numbers the CRL at `crl_path` revokes, once it is shown to
+    be signed by the CA of `ca_crt_path`; ConfigError names what is wrong."""
+    try:
+        ca_cert = x509.load_pem_x509_certificate(_read(ca_crt_path))
+    except ValueError as exc:
+        raise ConfigError(f"{ca_crt_path} is not a PEM certificate") from exc
+    return _serials(_load_crl(crl_path, ca_cert))
+
+
 def check_certificate(
     ca_crt_path: Path, crl_path: Path | None, cert_pem: bytes, now: datetime | None = None
 ) -> str | None:

@@ -12,7 +12,14 @@ from typing import Any
 
 import httpx
 
-from edgewire.procs import edgewire_argv, free_port, spawn, stop, wait_for_health
+from edgewire.procs import (
+    edgewire_argv,
+    free_port,
+    spawn,
+    stop,
+    wait_for_health,
+    wait_for_port,
+)
 from edgewire.tail import parse_sse
 
 
@@ -45,9 +52,14 @@ class Service:
     grpc_port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "Service":
+    def start(self, healthy: bool = True) -> "Service":
+        """Start and wait until /healthz answers 200 (`healthy=False`: until
+        the HTTP port listens, for a service expected to report trouble)."""
         self.process = spawn(self.argv, self.log_path)
-        wait_for_health(self.http_port, 30, self.process)
+        if healthy:
+            wait_for_health(self.http_port, 30, self.process)
+        else:
+            wait_for_port(self.http_port, 30, self.process)
         return self
 
     def stop(self) -> int:
@@ -106,12 +118,15 @@ def edge_service(
     grpc_port: int,
     edge_id: str = "test-edge",
     extra: list[str] | None = None,
+    cloud_url: str | None = None,
 ) -> Service:
+    """An edge streaming to the cloud on 127.0.0.1:grpc_port, or to
+    `cloud_url` (a grpcs:// one, say) when given."""
     http_port = free_port()
     argv = edgewire_argv(
         "edge",
         "--mqtt", mqtt_url,
-        "--cloud", f"grpc://127.0.0.1:{grpc_port}",
+        "--cloud", cloud_url or f"grpc://127.0.0.1:{grpc_port}",
         "--data-dir", str(workdir / "edge"),
         "--http-host", "127.0.0.1",
         "--http-port", str(http_port),

@@ -1,0 +1,186 @@
+"""Which edges may stream, and for which boards: the cloud's half of mTLS.
+
+gRPC has checked an edge's certificate chain and dates in the TLS handshake:
+a certificate that fails there (none at all, another CA's, an expired one)
+never reaches this code, and only grpc's own log line on the cloud names
+why. For each Ingest stream that got through, this module decides:
+
+- the certificate, checked again with edgewire.ca: the revocation list,
+  which gRPC does not know, and a reason worth counting;
+- the Hello's edge id must be the certificate's common name, so an edge
+  cannot speak as another;
+- with `edge_devices`, the edge must be listed there, and a sample, status
+  or command answer counts only for a board the edge owns.
+
+Revocation reaches open streams too: when the revocation list file changes,
+each stream's certificate is checked against the new one at its next
+message (edges send figures every few seconds, so within seconds).
+"""
+
+import asyncio
+import fnmatch
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from edgewire.ca import check_certificate
+from edgewire.errors import ConfigError
+from edgewire.logs import get_logger
+
+log = get_logger("cloud.edge_trust")
+
+# edgewire.ca.check_certificate's reasons -> the label of the refusal counter.
+_REASON_LABELS = {
+    "revoked": "revoked",
+    "expired": "expired",
+    "not yet valid": "not_yet_valid",
+    "not issued by this CA": "unknown_ca",
+    "not a PEM certificate": "bad_certificate",
+}
+CRL_POLL_S = 1.0  # how often, at most, the revocation list's file is looked at
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: grpc.StatusCode
+    reason: str  # a few fixed words: the label of edgewire_cloud_edges_refused_total
+    detail: str  # what the edge is told and the log line says
+
+
+@dataclass
+class Admitted:
+    """An edge stream that passed: who, with which certificate, checked
+    against which version of the revocation list."""
+
+    edge_id: str
+    cert_pem: bytes | None
+    crl_version: int
+
+
+class FileVersion:
+    """Counts the times a file was rewritten or replaced, looking at most
+    once every `every_s` (a stat per batch of every edge would add up)."""
+
+    def __init__(
+        self, path: Path, every_s: float = CRL_POLL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._path = path
+        self._every_s = every_s
+        self._clock = clock
+        self._stamp = self._look()
+        self._next_look = clock() + every_s
+        self.version = 0
+
+    def current(self) -> int:
+        now = self._clock()
+        if now >= self._next_look:
+            self._next_look = now + self._every_s
+            stamp = self._look()
+            if stamp != self._stamp:
+                self._stamp = stamp
+                self.version += 1
+        return self.version
+
+    def _look(self) -> tuple[int, int, int] | None:
+        # The inode too: `edgewire ca revoke` renames a new file into place,
+        # possibly within the same mtime tick as the old one.
+        try:
+            info = os.stat(self._path)
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+class EdgeGate:
+    """Without a client CA it admits every edge by the id it claims (the
+    link is unauthenticated; the server warns of it at start)."""
+
+    def __init__(
+        self,
+        client_ca: Path | None = None,
+        crl: Path | None = None,
+        edge_devices: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        self._client_ca = client_ca
+        self._crl = crl
+        self._crl_version = None if crl is None else FileVersion(crl)
+        self._owned = None if edge_devices is None else dict(edge_devices)
+
+    async def admit(self, claimed: str, auth: Mapping[str, Iterable[bytes]]) -> Admitted | Refusal:
+        """Whether the edge that says Hello as `claimed`, with this TLS
+        `auth` context (grpc's auth_context()), may stream."""
+        cert_pem = None
+        version = self._current_crl_version()
+        if self._client_ca is not None:
+            cert_pem = _first(auth, "x509_pem_cert")
+            if cert_pem is None:
+                return Refusal(grpc.StatusCode.UNAUTHENTICATED, "no_certificate",
+                               "no client certificate")  # fmt: skip
+            refusal = await self._check(cert_pem)
+            if refusal is not None:
+                return refusal
+            name = (_first(auth, "x509_common_name") or b"").decode(errors="replace")
+            if claimed != name:
+                return Refusal(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "edge_id_mismatch",
+                    f"edge id {claimed[:64]!r} is not the name on its certificate ({name[:64]!r})",
+                )
+        if self._owned is not None and claimed not in self._owned:
+            # Refused rather than admitted owning nothing: its samples stay
+            # in its buffer until someone lists it, instead of being refused
+            # one by one (and it keeps the counters' edge labels to the list).
+            return Refusal(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "unlisted_edge",
+                f"edge {claimed[:64]!r} is not listed in the cloud's edge_devices",
+            )
+        return Admitted(claimed, cert_pem, version)
+
+    async def recheck(self, admitted: Admitted) -> Refusal | None:
+        """A refusal if the revocation list changed since `admitted` was
+        checked and the certificate no longer passes."""
+        if admitted.cert_pem is None:
+            return None
+        version = self._current_crl_version()
+        if version == admitted.crl_version:
+            return None
+        admitted.crl_version = version
+        return await self._check(admitted.cert_pem)
+
+    def owns(self, edge_id: str, device_id: str) -> bool:
+        """Whether `edge_id` may speak for the board `device_id`."""
+        if self._owned is None:
+            return True
+        patterns = self._owned.get(edge_id, ())
+        return any(fnmatch.fnmatchcase(device_id, pattern) for pattern in patterns)
+
+    def _current_crl_version(self) -> int:
+        return 0 if self._crl_version is None else self._crl_version.current()
+
+    async def _check(self, cert_pem: bytes) -> Refusal | None:
+        assert self._client_ca is not None
+        try:
+            # Reads the CA and the revocation list afresh: always the current
+            # ones, off the event loop.
+            reason = await asyncio.to_thread(
+                check_certificate, self._client_ca, self._crl, cert_pem
+            )
+        except ConfigError as exc:
+            log.error("cannot check edge certificates", error=str(exc))
+            return Refusal(grpc.StatusCode.UNAVAILABLE, "cannot_check",
+                           "the cloud cannot check certificates now; retry")  # fmt: skip
+        if reason is None:
+            return None
+        label = _REASON_LABELS.get(reason, "invalid_certificate")
+        return Refusal(
+            grpc.StatusCode.UNAUTHENTICATED, label, f"client certificate refused: {reason}"
+        )
+
+
+def _first(auth: Mapping[str, Iterable[bytes]], key: str) -> bytes | None:
+    return next(iter(auth.get(key, ())), None)
