@@ -124,7 +124,11 @@ async def _serve(
         ),
     )
     intake = MqttIntake(
-        settings.mqtt_endpoint, f"edgewire-edge-{settings.edge_id}", pipeline.handle, pipeline.room
+        settings.mqtt_endpoint,
+        f"edgewire-edge-{settings.edge_id}",
+        pipeline.handle,
+        pipeline.room,
+        ca_file=settings.mqtt_ca,
     )
     pipeline.attach(intake)
     uplink.publish = intake.publish

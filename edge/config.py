@@ -1,5 +1,6 @@
 """Settings of `edgewire edge` (flag > EDGEWIRE_* environment > TOML file)."""
 
+import dataclasses
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,6 +29,7 @@ def _about(text: str) -> Meta:
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 CLOUD_SCHEMES = ("grpc", "grpcs")
+MQTT_SCHEMES = ("mqtt", "mqtts")
 
 
 def _require_readable(setting: str, path: str) -> None:
@@ -41,7 +43,18 @@ def _require_readable(setting: str, path: str) -> None:
 
 
 class EdgeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    mqtt: Annotated[str, _about("the local broker")] = "mqtt://127.0.0.1:1883"
+    mqtt: Annotated[str, _about("the local broker (mqtts:// for TLS)")] = "mqtt://127.0.0.1:1883"
+    mqtt_ca: Annotated[
+        str | None,
+        _about("PEM certificate of the CA that signed the broker's (mqtts://); none: the system's"),
+    ] = None
+    mqtt_password_file: Annotated[
+        str | None,
+        _about(
+            "file holding the broker password of the URL's user (e.g. from systemd's"
+            " LoadCredential=), instead of a password in the URL"
+        ),
+    ] = None
     cloud: Annotated[str, _about("the cloud's gRPC endpoint (grpcs:// for TLS)")] = (
         "grpc://127.0.0.1:50051"
     )
@@ -115,12 +128,26 @@ class EdgeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             parse_rules(self.rules)
         except RuleError as exc:
             raise ValueError(f"rules: {exc}") from None
-        for name, schemes in (("mqtt", ("mqtt",)), ("cloud", CLOUD_SCHEMES)):
+        for name, schemes in (("mqtt", MQTT_SCHEMES), ("cloud", CLOUD_SCHEMES)):
             try:
                 parse_endpoint(getattr(self, name), schemes)
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from None
         self._check_cloud_tls()
+        self._check_mqtt_files()
+
+    def _check_mqtt_files(self) -> None:
+        if self.mqtt_ca is not None:
+            if not parse_endpoint(self.mqtt, MQTT_SCHEMES).tls:
+                raise ValueError("mqtt_ca: needs an mqtts:// broker URL")
+            _require_readable("mqtt_ca", self.mqtt_ca)
+        if self.mqtt_password_file is not None:
+            endpoint = parse_endpoint(self.mqtt, MQTT_SCHEMES)
+            if endpoint.username is None:
+                raise ValueError("mqtt_password_file: the mqtt URL names no user")
+            if endpoint.password is not None:
+                raise ValueError("mqtt_password_file: the mqtt URL has a password already")
+            _require_readable("mqtt_password_file", self.mqtt_password_file)
 
     def _check_cloud_tls(self) -> None:
         files = {
@@ -140,7 +167,12 @@ class EdgeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     @property
     def mqtt_endpoint(self) -> Endpoint:
-        return parse_endpoint(self.mqtt, ("mqtt",))
+        """The broker, with the password from mqtt_password_file if given."""
+        endpoint = parse_endpoint(self.mqtt, MQTT_SCHEMES)
+        if self.mqtt_password_file is None:
+            return endpoint
+        password = Path(self.mqtt_password_file).read_text().strip()
+        return dataclasses.replace(endpoint, password=password)
 
     @property
     def cloud_endpoint(self) -> Endpoint:

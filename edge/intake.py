@@ -69,6 +69,16 @@ class _FastClient(mqtt.Client):
     _rbuf = b""
     _rpos = 0
     _rsock: object = None
+    # Why the last connection attempt failed (paho's retry loop keeps it to
+    # itself): a refused port, or a certificate that did not verify.
+    last_connect_error: OSError | None = None
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except OSError as exc:  # ssl.SSLError is one
+            self.last_connect_error = exc
+            raise
 
     # Set by the owner while it can take more messages (see MqttIntake).
     room: threading.Event | None = None
@@ -133,6 +143,7 @@ class MqttIntake:
         client_id: str,
         on_message: MessageHandler,
         room: threading.Event | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._on_message = on_message
@@ -149,7 +160,12 @@ class MqttIntake:
         )
         if endpoint.username is not None:
             client.username_pw_set(endpoint.username, endpoint.password)
+        if endpoint.tls:
+            # mqtts://: the broker's certificate checked against ca_file (the
+            # project CA) or the system's CAs, host name included.
+            client.tls_set(ca_certs=ca_file)
         client.on_connect = self._handle_connect
+        client.on_connect_fail = self._handle_connect_fail
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_published
         client.publish_handler = self._handle_publish
@@ -215,6 +231,10 @@ class MqttIntake:
         self._connected.set()
         metrics.MQTT_CONNECTED.set(1)
         log.info("connected to broker", session_present=flags.session_present)
+
+    def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        error = getattr(client, "last_connect_error", None)
+        log.warning("cannot connect to broker", broker=self._endpoint.redacted(), error=str(error))
 
     def _handle_disconnect(
         self,

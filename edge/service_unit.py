@@ -36,17 +36,24 @@ _TMP_DIRS = ("/tmp", "/var/tmp")
 _PLAIN_ARG = re.compile(r"[A-Za-z0-9_./:@+=,-]+")
 
 
+CREDENTIAL_NAME = "mqtt-password"
+CREDENTIALS_PATH = f"/run/credentials/{UNIT_NAME}/{CREDENTIAL_NAME}"
+
+
 def unit_text(
     executable: Path,
     *,
     gpio: bool = False,
     shutdown_grace_s: float = 10.0,
     config_path: Path = DEFAULT_CONFIG_DIR / CONFIG_NAME,
+    mqtt_password_file: Path | None = None,
 ) -> str:
     """The unit file running `executable edge --config config_path`.
 
     `gpio` lets the edge open GPIO chips, I2C buses and /dev/gpiomem (for
     sensors wired to the Pi itself) instead of seeing no devices at all.
+    `mqtt_password_file` (root's, 0600) reaches the service alone through
+    LoadCredential=, at CREDENTIALS_PATH (its mqtt_password_file setting).
     """
     words = [
         _exec_arg(str(executable), program=True),
@@ -70,6 +77,13 @@ def unit_text(
         )
     else:
         devices = "PrivateDevices=true\n"
+    credentials = ""
+    if mqtt_password_file is not None:
+        credentials = (
+            "# The broker password, handed to this service alone; edge.toml reads it with\n"
+            f'# mqtt_password_file = "{CREDENTIALS_PATH}"\n'
+            f"LoadCredential={CREDENTIAL_NAME}:{mqtt_password_file}\n"
+        )
     return f"""\
 # Written by `edgewire edge install-service`{" --gpio" if gpio else ""}, which rewrites
 # it when run again: local changes belong in `systemctl edit edgewire-edge`.
@@ -98,7 +112,7 @@ StateDirectory=edgewire
 StateDirectoryMode=0750
 ConfigurationDirectory=edgewire
 UMask=0077
-
+{credentials}
 # Sandbox (`systemd-analyze security edgewire-edge` scores it).
 ProtectSystem=strict
 ProtectHome={protect_home}
@@ -214,6 +228,7 @@ def install_service(
     gpio: bool,
     *,
     create_user: bool = True,
+    mqtt_password_file: Path | None = None,
 ) -> list[str]:
     """Install the unit, a default config when there is none, and the user.
 
@@ -225,7 +240,13 @@ def install_service(
     config_path = config_dir.absolute() / CONFIG_NAME
     if print_only:
         return [
-            unit_text(executable, gpio=gpio, config_path=config_path, **_from_config(config_path))
+            unit_text(
+                executable,
+                gpio=gpio,
+                config_path=config_path,
+                mqtt_password_file=mqtt_password_file,
+                **_from_config(config_path),
+            )
         ]
     steps = [_ensure_user()] if create_user else [f"skipped the user {SERVICE_USER} (--no-user)"]
     try:
@@ -236,7 +257,11 @@ def install_service(
             _write_new(config_path, default_config_text())
             steps.append(f"wrote {config_path} (mode 0640{_give_to_service(config_path)})")
         text = unit_text(
-            executable, gpio=gpio, config_path=config_path, **_from_config(config_path)
+            executable,
+            gpio=gpio,
+            config_path=config_path,
+            mqtt_password_file=mqtt_password_file,
+            **_from_config(config_path),
         )
         unit_dir.mkdir(parents=True, exist_ok=True)
         unit_path = unit_dir.absolute() / UNIT_NAME

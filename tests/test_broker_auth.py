@@ -400,6 +400,55 @@ def test_the_edge_agent_stores_a_boards_reading_with_its_credential(
     assert secret not in edge.log()
 
 
+def test_the_edge_over_mqtts_with_its_password_in_a_file(
+    broker: Broker, cloud: Service, tmp_path: Path
+) -> None:
+    # As systemd's LoadCredential= hands it over: a file, not the URL.
+    secret_file = tmp_path / "mqtt-password"
+    secret_file.write_text(broker.passwords["edge"] + "\n")
+    secret_file.chmod(0o600)
+    url = f"mqtts://edge@127.0.0.1:{broker.tls_port}"
+    extra = ["--mqtt-ca", str(broker.cafile), "--mqtt-password-file", str(secret_file)]
+    edge = edge_service(tmp_path, url, cloud.grpc_port, extra=extra).start()
+    board = Peer(broker.port, BOARD_B, broker.passwords[BOARD_B])
+    try:
+        eventually(lambda: edge.get("/healthz")["mqtt"] == "connected", WAIT_S)
+        assert board.connect() == "Success"
+        sample = {"seq": 0, "boot": 4, "ts": time.time(), "m": {"rh": 40.0}}
+        board.publish(f"edgewire/{BOARD_B}/telemetry", json.dumps(sample))
+        eventually(
+            lambda: (
+                [(r["boot"], r["value"]) for r in cloud.get("/api/readings", device=BOARD_B)]
+                == [(4, 40.0)]
+            ),
+            WAIT_S,
+        )
+    finally:
+        board.close()
+        assert edge.stop() == 0
+    assert broker.passwords["edge"] not in edge.log()
+
+
+def test_the_edge_refuses_a_broker_certificate_of_another_ca(
+    broker: Broker, cloud: Service, tmp_path: Path
+) -> None:
+    stranger = init_ca(tmp_path / "stranger")
+    password = broker.passwords["edge"]
+    url = f"mqtts://edge:{password}@127.0.0.1:{broker.tls_port}"
+    extra = ["--mqtt-ca", str(stranger.cert)]
+    edge = edge_service(tmp_path, url, cloud.grpc_port, extra=extra).start()
+    try:
+        eventually(lambda: "certificate verify failed" in edge.log(), WAIT_S, show=edge.log)
+        assert edge.get("/healthz")["mqtt"] != "connected"
+    finally:
+        assert edge.stop() == 0
+    assert password not in edge.log()
+    # And an mqtt_ca without mqtts:// is a setting error, named.
+    bad = run_edgewire("edge", "--mqtt", "mqtt://127.0.0.1:1", "--mqtt-ca", str(stranger.cert))
+    assert bad.returncode == 2
+    assert "needs an mqtts:// broker URL" in bad.stderr
+
+
 # -- the command line ----------------------------------------------------------
 
 

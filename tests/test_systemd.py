@@ -81,6 +81,18 @@ def test_systemd_verifies_the_unit_without_a_warning(tmp_path: Path, gpio: bool)
     assert result.stderr == ""
 
 
+def test_the_broker_password_comes_as_a_credential(tmp_path: Path) -> None:
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("s3cret\n")
+    text = unit_text(console_script(), mqtt_password_file=secret)
+    assert unit_settings(text)["Service.LoadCredential"] == [f"mqtt-password:{secret}"]
+    assert "/run/credentials/edgewire-edge.service/mqtt-password" in text
+    assert "s3cret" not in text
+    result = systemd_analyze("verify", str(write_unit(tmp_path, text)))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
 def test_systemd_verify_catches_what_this_test_relies_on(tmp_path: Path) -> None:
     """The check above would see a typo or a missing program."""
     text = unit_text(console_script()).replace("UMask=0077", "UMask=0077\nProtectSystm=strict")
