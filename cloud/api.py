@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -25,6 +27,7 @@ from cloud.feeds import feed_batches
 from cloud.shapes import sse_chunk
 from cloud.storage import ReadingsQuery
 from cloud.storage.threads import StorageThreads
+from cloud.tokens import COOKIE, TokenFile, TokenGate, may_command
 from cloud.ws import serve_websocket
 from edgewire import contract
 from edgewire import downlink as downlink_rules
@@ -36,6 +39,7 @@ SSE_PING_S = 15
 
 
 MAX_COMMAND_BODY = 4096
+MAX_LOGIN_BODY = 1024
 MAX_COMMANDS_LISTED = 1000
 
 
@@ -75,8 +79,16 @@ class _JSON(Response):
 
 
 def create_app(
-    storage: StorageThreads, bus: Bus, downlink: Downlink, stopping: asyncio.Event
+    storage: StorageThreads,
+    bus: Bus,
+    downlink: Downlink,
+    stopping: asyncio.Event,
+    tokens: TokenFile | None = None,
+    metrics_token_required: bool = False,
 ) -> Starlette:
+    """The app; with `tokens`, the API and feeds admit only known tokens
+    (cloud/tokens.py), without them they are open."""
+
     async def devices(request: Request) -> Response:
         rows = await storage.devices()
         return _JSON(rows)
@@ -146,7 +158,38 @@ def create_app(
             yield ServerSentEvent(data="too slow; reconnect to resume", event="overflow")
 
     async def ws(websocket: WebSocket) -> None:
-        await serve_websocket(websocket, storage, bus, downlink)
+        await serve_websocket(websocket, storage, bus, downlink, may_command(websocket.scope))
+
+    async def login(request: Request) -> Response:
+        """POST /api/login with {"token": ...} (or a form's token=...): the
+        dashboard's cookie, so the browser's EventSource, WebSocket and
+        fetches carry the token without the page's script holding it."""
+        if tokens is None:
+            return JSONResponse({"scope": "command", "open": True})
+        try:
+            token = _login_token(request, await _small_body(request, MAX_LOGIN_BODY))
+        except ValueError as exc:  # BadRequest and BodyTooLarge
+            metrics.BAD_REQUESTS.labels("login").inc()
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        found = tokens.find(token) if token else None
+        if found is None:
+            metrics.HTTP_REFUSED.labels("unknown" if token else "missing").inc()
+            return JSONResponse({"error": "unknown token"}, status_code=401)
+        response = JSONResponse({"name": found.name, "scope": found.scope})
+        response.set_cookie(
+            COOKIE,
+            token,
+            httponly=True,  # no script of the page, or injected into it, reads it
+            samesite="strict",  # never sent by another site's page: no CSRF
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+        return response
+
+    async def logout(request: Request) -> Response:
+        response = JSONResponse({"logged_out": True})
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        return response
 
     async def healthz(request: Request) -> Response:
         if stopping.is_set():
@@ -157,8 +200,16 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     static = resources.files("cloud") / "static"
+    middleware = []
+    if tokens is not None:
+        middleware.append(
+            Middleware(TokenGate, tokens=tokens, metrics_token_required=metrics_token_required)
+        )
     return Starlette(
+        middleware=middleware,
         routes=[
+            Route("/api/login", login, methods=["POST"]),
+            Route("/api/logout", logout, methods=["POST"]),
             Route("/api/devices", devices),
             Route("/api/devices/{device}/cmd", send_command, methods=["POST"]),
             Route("/api/devices/{device}/cmd", list_commands, methods=["GET"]),
@@ -168,8 +219,19 @@ def create_app(
             Route("/healthz", healthz),
             Route("/metrics", prometheus),
             Mount("/", StaticFiles(directory=str(static), html=True)),
-        ]
+        ],
     )
+
+
+def _login_token(request: Request, body: bytes) -> str:
+    if request.headers.get("content-type", "").startswith("application/json"):
+        sent = _json(body)
+        token = sent.get("token") if isinstance(sent, dict) else None
+    else:  # a plain form post; parsed here as python-multipart is not installed
+        token = parse_qs(body.decode("utf-8", "replace")).get("token", [None])[0]
+    if token is not None and not isinstance(token, str):
+        raise BadRequest("token must be a string")
+    return (token or "").strip()
 
 
 def _device(value: str | None) -> str | None:

@@ -1,6 +1,7 @@
 """Settings of `edgewire cloud` (flag > EDGEWIRE_* environment > TOML file)."""
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
@@ -8,6 +9,11 @@ from msgspec import Meta
 
 from edgewire import contract
 from edgewire.durations import parse_duration
+from edgewire.errors import ConfigError
+
+# Where `edgewire cloud add-token` writes by default: beside the default
+# SQLite database, on the cloud's own state volume.
+DEFAULT_TOKENS_FILE = "/var/lib/edgewire/tokens.json"
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 
@@ -56,6 +62,16 @@ class CloudSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             ' "greenhouse-*") it may send for; an edge not listed is refused (default: any)'
         ),
     ] = None
+    tokens_file: Annotated[
+        str | None,
+        Meta(
+            description="JSON file of API tokens (edgewire cloud add-token); with it the API"
+            " and feeds need a token, without it they are open (default: open)"
+        ),
+    ] = None
+    metrics_token_required: Annotated[
+        bool, Meta(description="with tokens_file: /metrics needs a token too")
+    ] = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace_s: Annotated[float, Meta(gt=0, description="seconds to stop cleanly")] = 10.0
 
@@ -73,6 +89,15 @@ class CloudSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError("db: must start with sqlite://, postgresql:// or memory://")
         if not self.bus.startswith(("memory:", "amqp:", "amqps:")):
             raise ValueError("bus: must be memory:// or amqp://")
+        if self.metrics_token_required and self.tokens_file is None:
+            raise ValueError("metrics_token_required: needs tokens_file (no token exists without)")
+        if self.tokens_file is not None:
+            from cloud.tokens import read_tokens  # starlette: only when tokens are asked for
+
+            try:
+                read_tokens(Path(self.tokens_file))  # a missing one is empty, not an error
+            except ConfigError as exc:
+                raise ValueError(f"tokens_file: {exc}") from None
         if self.edge_devices is not None:
             _check_edge_devices(self.edge_devices)
         tls_files = (self.tls_cert, self.tls_key, self.tls_client_ca, self.tls_crl)

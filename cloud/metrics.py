@@ -51,3 +51,8 @@ FOREIGN_DEVICE = Counter(
     "Samples, statuses and command answers refused: for a board the edge does not own",
     ["edge"],
 )
+HTTP_REFUSED = Counter(
+    "edgewire_cloud_http_refused",
+    "API, feed and metrics requests refused for their token (missing, unknown, scope)",
+    ["reason"],
+)

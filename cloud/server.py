@@ -8,6 +8,7 @@ finish, the bus ends the live feeds, and storage closes last.
 """
 
 import asyncio
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,6 +24,7 @@ from cloud.retention import keep_only
 from cloud.storage import open_storage
 from cloud.storage.threads import StorageThreads
 from cloud.tls import ServerTls, read_server_tls, server_credentials
+from cloud.tokens import TokenFile
 from edgewire.errors import EdgewireError
 from edgewire.logs import get_logger
 from edgewire.urls import redact_url
@@ -77,7 +79,9 @@ async def serve_cloud(settings: CloudSettings, stop: asyncio.Event) -> None:
         await server.start()
         for name in ("", SERVICE_NAME):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        app = create_app(storage, bus, downlink, stopping)
+        app = create_app(
+            storage, bus, downlink, stopping, _tokens(settings), settings.metrics_token_required
+        )
         async with HttpServer(
             app, settings.host, settings.http_port, ws_deflate=settings.ws_deflate
         ) as http:
@@ -120,6 +124,25 @@ def _server_tls(settings: CloudSettings) -> ServerTls | None:
             " send as any edge id (set tls_cert, tls_key and tls_client_ca for mTLS)"
         )
     return tls
+
+
+def _tokens(settings: CloudSettings) -> TokenFile | None:
+    if settings.tokens_file is None:
+        log.warning(
+            "the HTTP API is unauthenticated: anyone who reaches the HTTP port can read"
+            " every sample and send commands to boards (set tokens_file, see"
+            " edgewire cloud add-token)"
+        )
+        return None
+    path = Path(settings.tokens_file)
+    tokens = TokenFile(path)  # checked as the settings loaded (cloud/config.py)
+    if len(tokens) == 0:
+        log.warning(
+            "the tokens file holds no token yet: every API request is refused until"
+            " edgewire cloud add-token adds one",
+            path=str(path),
+        )
+    return tokens
 
 
 def _listen(server: grpc.aio.Server, address: str, tls: ServerTls | None) -> int:

@@ -22,7 +22,8 @@ Cloud → client:
     {"command": {"device_id", "id", "state", "at", "command", "error"}}
     {"queued": {"id", "device", "command", "state", "created_at", ...}}
     {"unsubscribed": true}
-    {"error": "..."}         a message it could not take; the socket stays open
+    {"error": "..."}         a message it could not take (or a command sent
+                             with a read token); the socket stays open
     {"overflow": "..."}      the client fell behind; the socket is closed
                              (1013), reconnect and resume after the last id
 """
@@ -75,9 +76,15 @@ def parse_subscription(message: Any) -> tuple[frozenset[str] | None, int | None]
 
 class _Session:
     def __init__(
-        self, websocket: WebSocket, storage: StorageThreads, bus: Bus, downlink: Downlink
+        self,
+        websocket: WebSocket,
+        storage: StorageThreads,
+        bus: Bus,
+        downlink: Downlink,
+        may_command: bool = True,
     ) -> None:
         self.websocket = websocket
+        self.may_command = may_command
         self.storage = storage
         self.bus = bus
         self.downlink = downlink
@@ -106,6 +113,11 @@ class _Session:
         await self.websocket.close(CLOSE_GOING_AWAY)
 
     async def command(self, message: dict[str, Any]) -> None:
+        if not self.may_command:
+            # Refused, but the socket stays: the read token's feed is fine.
+            metrics.HTTP_REFUSED.labels("scope").inc()
+            await self.send({"error": "this token may not send commands (read scope)"})
+            return
         device, ttl = message.get("device"), message.get("ttl", "1h")
         if not isinstance(device, str):
             raise BadMessage("cmd needs the board's id in `device`")
@@ -141,10 +153,14 @@ class _Session:
 
 
 async def serve_websocket(
-    websocket: WebSocket, storage: StorageThreads, bus: Bus, downlink: Downlink
+    websocket: WebSocket,
+    storage: StorageThreads,
+    bus: Bus,
+    downlink: Downlink,
+    may_command: bool = True,
 ) -> None:
     await websocket.accept()
-    session = _Session(websocket, storage, bus, downlink)
+    session = _Session(websocket, storage, bus, downlink, may_command)
     metrics.WS_CLIENTS.inc()
     try:
         while True:

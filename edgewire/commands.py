@@ -7,10 +7,11 @@ from typing import Any
 
 import click
 
-from cloud.config import CloudSettings
+from cloud.config import DEFAULT_TOKENS_FILE, CloudSettings
 from edge.config import DEFAULT_DATA_DIR, EdgeSettings
 from edgewire.auth_commands import AUTH_COMMANDS
 from edgewire.cli import settings_options
+from edgewire.errors import EdgewireError
 from edgewire.logs import setup_logging
 from edgewire.service import run_service
 from edgewire.settings import load_settings
@@ -116,9 +117,22 @@ def dead_letters_command(
     is_flag=True,
     help="let the edge open GPIO chips, I2C buses and /dev/gpiomem (groups gpio, i2c)",
 )
+@click.option(
+    "--mqtt-password-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="root's file (0600) holding the broker password: systemd hands it to the service"
+    " alone (LoadCredential=); set mqtt_password_file in edge.toml as the unit says",
+)
 @click.option("--no-user", "no_user", is_flag=True, hidden=True)  # for tests
 def install_service_command(
-    print_only: bool, unit_dir: Path, config_dir: Path, gpio: bool, no_user: bool
+    print_only: bool,
+    unit_dir: Path,
+    config_dir: Path,
+    gpio: bool,
+    mqtt_password_file: Path | None,
+    no_user: bool,
 ) -> None:
     """Install `edgewire edge` as the systemd service edgewire-edge.
 
@@ -131,7 +145,14 @@ def install_service_command(
     """
     from edge.service_unit import install_service
 
-    steps = install_service(unit_dir, config_dir, print_only, gpio, create_user=not no_user)
+    steps = install_service(
+        unit_dir,
+        config_dir,
+        print_only,
+        gpio,
+        create_user=not no_user,
+        mqtt_password_file=mqtt_password_file.absolute() if mqtt_password_file else None,
+    )
     for step in steps:
         click.echo(step, nl=not print_only)
 
@@ -140,7 +161,7 @@ for _auth_command in AUTH_COMMANDS:  # add-device, remove-device, add-user, brok
     edge_group.add_command(_auth_command)
 
 
-@click.command("cloud")
+@click.group("cloud", invoke_without_command=True)
 @settings_options(CloudSettings)
 @click.pass_context
 def cloud_command(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None:
@@ -148,10 +169,68 @@ def cloud_command(ctx: click.Context, /, config_file: Path | None, **flags: Any)
 
     Runs in the foreground until SIGTERM or Ctrl-C.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from cloud.server import serve_cloud
 
     settings = load_settings(CloudSettings, config_file, flags)
     ctx.exit(_serve("cloud", settings.log_level, settings.shutdown_grace_s, serve_cloud, settings))
+
+
+def _tokens_file_option(func: Any) -> Any:
+    return click.option(
+        "--tokens-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=DEFAULT_TOKENS_FILE,
+        show_default=True,
+        help="the cloud's tokens_file",
+    )(func)
+
+
+@cloud_command.command("add-token")
+@click.argument("name")
+@click.option(
+    "--scope",
+    type=click.Choice(["read", "command"]),
+    required=True,
+    help="read: the API's GETs and the live feeds; command: also commands to boards",
+)
+@_tokens_file_option
+def add_token_command(name: str, scope: str, tokens_file: Path) -> None:
+    """Create an API token NAME (or replace the one of that name) and print it.
+
+    The token is shown this once: the file keeps only its SHA-256. The
+    running cloud notices the change by itself. Give it as the header
+    `Authorization: Bearer TOKEN`, to the dashboard's login, or to
+    `edgewire tail --token`.
+    """
+    from cloud.tokens import add_token
+
+    token = add_token(tokens_file, name, "command" if scope == "command" else "read")
+    click.echo(token)
+    click.echo(f"token {name!r} ({scope}) added to {tokens_file}; it is not shown again", err=True)
+
+
+@cloud_command.command("remove-token")
+@click.argument("name")
+@_tokens_file_option
+def remove_token_command(name: str, tokens_file: Path) -> None:
+    """Remove the API token NAME; the running cloud refuses it from then on."""
+    from cloud.tokens import remove_token
+
+    if not remove_token(tokens_file, name):
+        raise EdgewireError(f"no token named {name!r} in {tokens_file}")
+    click.echo(f"token {name!r} removed from {tokens_file}")
+
+
+@cloud_command.command("list-tokens")
+@_tokens_file_option
+def list_tokens_command(tokens_file: Path) -> None:
+    """List the API tokens' names and scopes (the tokens themselves are not kept)."""
+    from cloud.tokens import read_tokens
+
+    for token in read_tokens(tokens_file):
+        click.echo(f"{token.name}\t{token.scope}")
 
 
 def _serve(name: str, log_level: str, grace_s: float, serve: Any, settings: Any) -> int:
@@ -223,7 +302,14 @@ def sim_command(**options: Any) -> None:
 )
 @click.option("--device", default=None, help="only this board")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object a line, as the feed sends")
-def tail_command(cloud: str, device: str | None, as_json: bool) -> None:
+@click.option(
+    "--token",
+    envvar="EDGEWIRE_TOKEN",
+    show_envvar=True,
+    default=None,
+    help="API token, when the cloud has a tokens_file (the variable keeps it out of ps)",
+)
+def tail_command(cloud: str, device: str | None, as_json: bool, token: str | None) -> None:
     """Print live telemetry from the cloud, one line a sample, until Ctrl-C.
 
     Reconnects by itself, resuming after the last sample it printed.
@@ -234,7 +320,7 @@ def tail_command(cloud: str, device: str | None, as_json: bool) -> None:
     if device is not None and not contract.is_device_id(device):
         raise click.BadParameter(f"{device!r} is not a device id", param_hint="--device")
     try:
-        tail(cloud, device, as_json)
+        tail(cloud, device, as_json, token=token)
     except KeyboardInterrupt:
         raise SystemExit(0) from None
 

@@ -64,7 +64,13 @@ def format_command(change: dict[str, Any]) -> str:
     )
 
 
-def tail(cloud: str, device: str | None, as_json: bool, out: TextIO = sys.stdout) -> None:
+def tail(
+    cloud: str,
+    device: str | None,
+    as_json: bool,
+    out: TextIO = sys.stdout,
+    token: str | None = None,
+) -> None:
     """Print the feed until interrupted; reconnects (with backoff) on errors."""
     query = urllib.parse.urlencode({"device": device} if device else {})
     url = cloud.rstrip("/") + "/api/stream" + (f"?{query}" if query else "")
@@ -72,6 +78,8 @@ def tail(cloud: str, device: str | None, as_json: bool, out: TextIO = sys.stdout
     delay = 0.5
     while True:
         headers = {"Accept": "text/event-stream"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         if last_id is not None:
             headers["Last-Event-ID"] = last_id
         try:

@@ -75,15 +75,18 @@ class Service:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def get(self, path: str, **params: Any) -> Any:
-        response = httpx.get(self.url + path, params=params, timeout=10)
+    def get(self, path: str, token: str | None = None, **params: Any) -> Any:
+        """GET path?params as JSON; with `token`, as its bearer."""
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        response = httpx.get(self.url + path, params=params, headers=headers, timeout=10)
         response.raise_for_status()
         return response.json()
 
-    def get_metric(self, name: str) -> float | None:
+    def get_metric(self, name: str, token: str | None = None) -> float | None:
         """The value of one series from /metrics, e.g. `x_total` or
         `x_total{reason="y"}`."""
-        text = httpx.get(self.url + "/metrics", timeout=10).text
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        text = httpx.get(self.url + "/metrics", headers=headers, timeout=10).text
         for line in text.splitlines():
             if line.startswith(name + " "):
                 return float(line.split()[1])

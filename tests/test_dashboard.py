@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from edgewire.mosquitto import PrivateMosquitto
 from edgewire.procs import edgewire_argv, spawn, stop
-from tests.helpers import Service
+from tests.helpers import Service, cloud_service, edge_service, run_edgewire
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -107,3 +107,40 @@ def test_the_charting_library_is_served_by_the_cloud(cloud: Service) -> None:
     script = httpx.get(cloud.url + "/vendor/uPlot.iife.min.js", timeout=10)
     assert script.status_code == 200
     assert "uPlot" in script.text
+
+
+def test_with_tokens_the_page_asks_for_one_then_shows_live_samples(
+    tmp_path: Path, page: Page, mosquitto: PrivateMosquitto
+) -> None:
+    tokens_file = tmp_path / "tokens.json"
+    added = run_edgewire(
+        "cloud", "add-token", "wall", "--scope", "read", "--tokens-file", str(tokens_file)
+    )
+    assert added.returncode == 0, added.stderr
+    cloud = cloud_service(tmp_path, extra=["--tokens-file", str(tokens_file)]).start()
+    edge = edge_service(tmp_path, mosquitto.url, cloud.grpc_port).start()
+    sim = spawn(
+        edgewire_argv("sim", "--broker", mosquitto.url, "--devices", "1", "--rate", "5",
+                      "--prefix", "dash", "--data-dir", str(tmp_path / "boards")),
+        tmp_path / "sim.log",
+    )  # fmt: skip
+    try:
+        page.goto(cloud.url + "/")
+        expect(page.locator("#login")).to_be_visible(timeout=10_000)
+        page.fill("#login-token", "wrong")
+        page.click("#login button")
+        expect(page.locator("#login-result")).to_have_text("unknown token", timeout=10_000)
+        page.fill("#login-token", added.stdout.strip())
+        page.click("#login button")
+        expect(page.locator("#login")).to_be_hidden(timeout=10_000)
+        expect(page.locator("#feed-state")).to_have_text("live", timeout=15_000)
+        rows = page.locator('#samples tbody tr[data-device="dash-1"]')
+        expect(rows.first).to_be_visible(timeout=20_000)
+        # The cookie alone lets the page in on a reload.
+        page.reload()
+        expect(page.locator("#feed-state")).to_have_text("live", timeout=15_000)
+        expect(page.locator("#login")).to_be_hidden()
+    finally:
+        stop(sim)
+        assert edge.stop() == 0
+        assert cloud.stop() == 0

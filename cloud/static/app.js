@@ -258,13 +258,45 @@ window.addEventListener("resize", () => {
   }
 });
 
-pickRange();
-document.getElementById("command-form").addEventListener("submit", sendCommand);
-fetch("api/devices").then((r) => r.json()).then(loadCommands)
-  .catch((error) => console.warn("commands not loaded:", error));
-loadHistory().catch((error) => console.warn("history not loaded:", error)).finally(() => {
-  connect();
-  requestAnimationFrame(draw);
-});
-loadDevices();
-setInterval(loadDevices, 5000);
+// A cloud with API tokens answers 401 until the browser holds the login
+// cookie; the token goes to the cloud once, in a POST, and the cookie it
+// sets is HttpOnly, so this script never keeps it.
+function askForToken(message) {
+  const form = document.getElementById("login");
+  form.hidden = false;
+  document.getElementById("login-result").textContent = message || "";
+  document.getElementById("feed-state").textContent = "log in";
+}
+
+async function logIn(event) {
+  event.preventDefault();
+  const field = document.getElementById("login-token");
+  const response = await fetch("api/login", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ token: field.value }),
+  });
+  field.value = "";
+  if (!response.ok) { askForToken((await response.json()).error); return; }
+  document.getElementById("login").hidden = true;
+  start();
+}
+
+function start() {
+  pickRange();
+  document.getElementById("command-form").addEventListener("submit", sendCommand);
+  fetch("api/devices").then((r) => r.json()).then(loadCommands)
+    .catch((error) => console.warn("commands not loaded:", error));
+  loadHistory().catch((error) => console.warn("history not loaded:", error)).finally(() => {
+    connect();
+    requestAnimationFrame(draw);
+  });
+  loadDevices();
+  setInterval(loadDevices, 5000);
+}
+
+document.getElementById("login").addEventListener("submit", logIn);
+fetch("api/devices").then((response) => {
+  if (response.status === 401) askForToken();
+  else start();
+}).catch(() => start());  // the cloud is down: start, and the feed reconnects
