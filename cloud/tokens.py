@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cloud import metrics
 from edgewire.errors import ConfigError
+from edgewire.files import write_atomically
 from edgewire.logs import get_logger
 
 log = get_logger("cloud.tokens")
@@ -111,23 +112,10 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` so the running cloud reads the old file or the new
-    one, never half of one; mode 0600 from the start."""
-    scratch = path.with_name(f".{path.name}.new")
+    """Replace the tokens file (mode 0600) so the running cloud reads the
+    old one or the new one, never half of one."""
     try:
-        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            os.fchmod(fd, 0o600)  # a scratch file left by a crash keeps its old mode
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(scratch, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a power cut
-        finally:
-            os.close(directory)
+        write_atomically(path, data, 0o600)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
 

@@ -34,6 +34,7 @@ import click
 from edge import broker_auth
 from edge.config import DEFAULT_DATA_DIR
 from edgewire.errors import ConfigError
+from edgewire.files import write_atomically
 
 REGISTRY_NAME = "devices.json"
 PASSWORD_FILE_NAME = "passwd"
@@ -422,26 +423,9 @@ def _load(path: Path) -> broker_auth.Registry:
 def _write_atomically(
     path: Path, data: bytes, mode: int, owner: tuple[int, int] | None = None
 ) -> None:
-    """Replace `path` with `data` so that a reader (Mosquitto reloading)
-    sees the old file or the new one, never half of one, even after a
-    power cut; the mode and owner are set before the file appears."""
-    scratch = path.with_name(f".{path.name}.new")
+    # Mosquitto, reloading, reads the old file or the new one, never half.
     try:
-        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-        try:
-            os.fchmod(fd, mode)  # a scratch file left by a crash keeps its old mode
-            if owner is not None:
-                os.fchown(fd, *owner)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(scratch, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a power cut
-        finally:
-            os.close(directory)
+        write_atomically(path, data, mode, owner)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
 

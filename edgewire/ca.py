@@ -16,9 +16,7 @@ name, can still be listed and revoked.
 """
 
 import ipaddress
-import os
 import re
-import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edgewire.errors import ConfigError
+from edgewire.files import write_atomically
 
 Kind = Literal["server", "client", "device"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -485,28 +484,11 @@ def _make_private_folder(folder: Path) -> None:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    _write_atomically(path, data, 0o600)
+    write_atomically(path, data, 0o600)  # a key is never readable by others
 
 
 def _write_public(path: Path, data: bytes) -> None:
-    _write_atomically(path, data, 0o644)
-
-
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    # Created with its final mode (a key is never readable by others, not even
-    # for a moment) and renamed into place (a crash never leaves half a key).
-    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), mode)  # whatever the umask
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    write_atomically(path, data, 0o644)
 
 
 # -- checks ---------------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 
 from edgewire import contract
 from edgewire.urls import Endpoint
+from firmware.broker import start_client
 from firmware.build import build
 from firmware.ota import OtaSender, Send
 from firmware.rawrepl_core import FlashError
@@ -125,25 +126,13 @@ class UpdateLink:
         self.payload_bytes = 0
 
     def __enter__(self) -> "UpdateLink":
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"edgewire-update-{os.getpid()}",
-            protocol=MQTTProtocolVersion.MQTTv311,
+        self._client = start_client(
+            self.broker,
+            "update",
+            on_connect=self._on_connect,
+            on_subscribe=lambda *_: self._subscribed.put("ok"),
+            on_message=self._on_message,
         )
-        if self.broker.username is not None:
-            client.username_pw_set(self.broker.username, self.broker.password)
-        client.on_connect = self._on_connect
-        client.on_subscribe = lambda *_: self._subscribed.put("ok")
-        client.on_message = self._on_message
-        try:
-            client.connect(self.broker.host, self.broker.port)
-        except OSError as exc:
-            raise FlashError(f"cannot reach the broker {self.broker.redacted()}: {exc}") from None
-        client.loop_start()
-        self._client = client
         try:
             why = self._subscribed.get(timeout=10)
         except queue.Empty:

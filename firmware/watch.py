@@ -1,12 +1,12 @@
 """`edgewire flash --wait`: watch the broker for a flashed board's first words."""
 
-import os
 import re
 import time
 from typing import Any
 
 from edgewire import contract
 from edgewire.urls import Endpoint
+from firmware.broker import start_client
 from firmware.rawrepl_core import FlashError
 
 
@@ -26,25 +26,13 @@ class BoardWatcher:
         self._client: Any = None
 
     def __enter__(self) -> "BoardWatcher":
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"edgewire-flash-{os.getpid()}",
-            protocol=MQTTProtocolVersion.MQTTv311,
+        self._client = start_client(
+            self.broker,
+            "flash",
+            on_connect=self._on_connect,
+            on_subscribe=lambda *_: self.subscribed.set(),
+            on_message=self._on_message,
         )
-        if self.broker.username is not None:
-            client.username_pw_set(self.broker.username, self.broker.password)
-        client.on_connect = self._on_connect
-        client.on_subscribe = lambda *_: self.subscribed.set()
-        client.on_message = self._on_message
-        try:
-            client.connect(self.broker.host, self.broker.port)
-        except OSError as exc:
-            raise FlashError(f"cannot reach the broker {self.broker.redacted()}: {exc}") from None
-        client.loop_start()
-        self._client = client
         if not self.subscribed.wait(10):
             self.__exit__()
             why = f": {self.refused}" if self.refused else ""
