@@ -19,9 +19,8 @@ message (edges send figures every few seconds, so within seconds).
 
 import asyncio
 import fnmatch
-import os
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import grpc
 
 from edgewire.ca import check_certificate
 from edgewire.errors import ConfigError
+from edgewire.files import FileVersion
 from edgewire.logs import get_logger
 
 log = get_logger("cloud.edge_trust")
@@ -61,40 +61,6 @@ class Admitted:
     crl_version: int
 
 
-class FileVersion:
-    """Counts the times a file was rewritten or replaced, looking at most
-    once every `every_s` (a stat per batch of every edge would add up)."""
-
-    def __init__(
-        self, path: Path, every_s: float = CRL_POLL_S, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._path = path
-        self._every_s = every_s
-        self._clock = clock
-        self._stamp = self._look()
-        self._next_look = clock() + every_s
-        self.version = 0
-
-    def current(self) -> int:
-        now = self._clock()
-        if now >= self._next_look:
-            self._next_look = now + self._every_s
-            stamp = self._look()
-            if stamp != self._stamp:
-                self._stamp = stamp
-                self.version += 1
-        return self.version
-
-    def _look(self) -> tuple[int, int, int] | None:
-        # The inode too: `edgewire ca revoke` renames a new file into place,
-        # possibly within the same mtime tick as the old one.
-        try:
-            info = os.stat(self._path)
-        except OSError:
-            return None
-        return (info.st_mtime_ns, info.st_size, info.st_ino)
-
-
 class EdgeGate:
     """Without a client CA it admits every edge by the id it claims (the
     link is unauthenticated; the server warns of it at start)."""
@@ -107,8 +73,17 @@ class EdgeGate:
     ) -> None:
         self._client_ca = client_ca
         self._crl = crl
-        self._crl_version = None if crl is None else FileVersion(crl)
-        self._owned = None if edge_devices is None else dict(edge_devices)
+        # A stat per batch of every edge would add up: a look a second at most.
+        self._crl_version = None if crl is None else FileVersion(crl, every_s=CRL_POLL_S)
+        # One regex per edge, from its glob patterns: a match per sample.
+        self._owned = (
+            None
+            if edge_devices is None
+            else {
+                edge: re.compile("|".join(fnmatch.translate(p) for p in patterns) or "(?!)")
+                for edge, patterns in edge_devices.items()
+            }
+        )
 
     async def admit(self, claimed: str, auth: Mapping[str, Iterable[bytes]]) -> Admitted | Refusal:
         """Whether the edge that says Hello as `claimed`, with this TLS
@@ -156,8 +131,8 @@ class EdgeGate:
         """Whether `edge_id` may speak for the board `device_id`."""
         if self._owned is None:
             return True
-        patterns = self._owned.get(edge_id, ())
-        return any(fnmatch.fnmatchcase(device_id, pattern) for pattern in patterns)
+        owned = self._owned.get(edge_id)
+        return owned is not None and owned.match(device_id) is not None
 
     def _current_crl_version(self) -> int:
         return 0 if self._crl_version is None else self._crl_version.current()

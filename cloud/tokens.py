@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cloud import metrics
 from edgewire.errors import ConfigError
-from edgewire.files import write_atomically
+from edgewire.files import FileVersion, write_atomically
 from edgewire.logs import get_logger
 
 log = get_logger("cloud.tokens")
@@ -147,7 +147,8 @@ class TokenFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._seen: tuple[int, int, int] | None = None
+        self._version = FileVersion(path)
+        self._read_version: int | None = None
         self._tokens: list[Token] = []
         self._refresh()
 
@@ -156,14 +157,10 @@ class TokenFile:
         return len(self._tokens)
 
     def _refresh(self) -> None:
-        try:
-            st = os.stat(self.path)
-            seen = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except OSError:
-            seen = (0, 0, 0)
-        if seen == self._seen:
+        version = self._version.current()
+        if version == self._read_version:
             return
-        self._seen = seen
+        self._read_version = version
         try:
             self._tokens = read_tokens(self.path)
         except ConfigError as exc:

@@ -1,13 +1,14 @@
-"""Writing a file so that a reader, a crash or a power cut sees the old
-contents or the new, never half of them, and never with looser rights.
-
-One function for every file edgewire replaces while something may read it:
-the edge's board registry and Mosquitto's password and ACL files, the cloud's
-tokens, the CA's keys, certificates and revocation list.
+"""Files replaced while something reads them: writing one so that a
+reader, a crash or a power cut sees the old contents or the new, never half
+of them, and never with looser rights (the edge's board registry and
+Mosquitto's files, the cloud's tokens, the CA's keys and lists); and a
+reader noticing that one changed (the cloud's tokens and revocation list).
 """
 
 import os
 import secrets
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -40,3 +41,37 @@ def write_atomically(
         os.fsync(directory)  # the rename itself survives a power cut
     finally:
         os.close(directory)
+
+
+class FileVersion:
+    """Counts the times a file was rewritten, replaced or removed, looking
+    at most once every `every_s` (0: at every call)."""
+
+    def __init__(
+        self, path: Path, every_s: float = 0.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._path = path
+        self._every_s = every_s
+        self._clock = clock
+        self._stamp = self._look()
+        self._next_look = clock() + every_s
+        self.version = 0
+
+    def current(self) -> int:
+        now = self._clock()
+        if now >= self._next_look:
+            self._next_look = now + self._every_s
+            stamp = self._look()
+            if stamp != self._stamp:
+                self._stamp = stamp
+                self.version += 1
+        return self.version
+
+    def _look(self) -> tuple[int, int, int] | None:
+        # The inode too: `edgewire ca revoke` renames a new file into place,
+        # possibly within the same mtime tick as the old one.
+        try:
+            info = os.stat(self._path)
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_size, info.st_ino)

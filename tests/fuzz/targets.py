@@ -17,6 +17,7 @@ around any target, the same way for every harness.
     ota        device/ew_ota.py, a board's over-the-air update messages
 """
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -26,16 +27,19 @@ import tempfile
 import time
 import tomllib
 import tracemalloc
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from google.protobuf.message import DecodeError
 
+from cloud.bus.memory import MemoryBus
 from cloud.config import CloudSettings
 from cloud.downlink import Downlink
-from cloud.ingest import TelemetryService
+from cloud.ingest import Committer, TelemetryService
+from cloud.storage.memory import MemoryStorage
+from cloud.storage.threads import StorageThreads
 from edge.config import EdgeSettings
 from edge.rules import RuleChain, RuleError, parse_rules
 from edge.rules.spec import is_glob
@@ -300,57 +304,40 @@ def proto(data: bytes) -> None:
         pb.CloudMessage.FromString(data)
 
 
-class _Committer:
-    """cloud.ingest.Committer without storage or bus: stores everything."""
-
-    def __init__(self) -> None:
-        self.statuses = 0
-
-    async def commit(self, samples: list[Sample]) -> tuple[int, int]:
-        return len(samples), 0
-
-    async def status(self, change: object, edge_id: str) -> None:
-        self.statuses += 1
-
-
-class _Storage:
-    async def set_edge_stats(self, stats: object) -> None:
-        pass
-
-    async def update_command(self, *args: object) -> None:
-        return None  # a command this cloud does not hold
-
-
 def _ingest(message: pb.EdgeMessage) -> None:
-    committer = _Committer()
-    storage = cast(Any, _Storage())
-    service = TelemetryService(
-        cast(Any, committer), storage, cast(Any, None), Downlink(storage, cast(Any, None))
-    )
-    kind = message.WhichOneof("kind")
-    if kind == "batch":
-        ack = _finish(service._batch("edge-1", message.batch, cast(Any, None)))
-        assert ack.batch_id == message.batch.batch_id
-        assert ack.stored + ack.refused == len(message.batch.samples)
-    elif kind == "status":
-        _finish(service._status("edge-1", message.status))
-        if committer.statuses:
-            assert contract.is_device_id(message.status.device_id)
-    elif kind == "stats":
-        _finish(service._stats("edge-1", message.stats))
-    elif kind == "command_update":
-        _finish(service._downlink.edge_said("edge-1", message.command_update))
+    """The message through the cloud's own handling of an admitted edge's
+    stream, over its real in-process parts: memory storage, the memory bus,
+    the downlink."""
+    asyncio.run(_ingest_async(message))
 
 
-def _finish(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine that never waits (its fakes return at once) without
-    an event loop: one send() runs it to its end."""
+async def _ingest_async(message: pb.EdgeMessage) -> None:
+    storage = StorageThreads(MemoryStorage())
     try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value
-    coroutine.close()
-    raise AssertionError("the handling waited on something the fakes do not provide")
+        bus = MemoryBus()
+        service = TelemetryService(Committer(storage, bus), storage, bus, Downlink(storage, bus))
+        sent: list[pb.CloudMessage] = []
+
+        async def write(answer: pb.CloudMessage) -> None:
+            sent.append(answer)
+
+        await service._handle("edge-1", message, write, cast(Any, None))
+        kind = message.WhichOneof("kind")
+        if kind == "batch":
+            [answer] = sent
+            assert answer.ack.batch_id == message.batch.batch_id
+            assert answer.ack.stored + answer.ack.duplicates + answer.ack.refused == len(
+                message.batch.samples
+            )
+        elif kind == "status":
+            devices = {row.id for row in await storage.devices()}
+            assert devices <= {message.status.device_id}
+            if devices:
+                assert contract.is_device_id(message.status.device_id)
+        else:
+            assert sent == []
+    finally:
+        storage.close()
 
 
 # -- ota ----------------------------------------------------------------------
