@@ -149,7 +149,9 @@ def main() -> None:
     args = parser.parse_args()
     spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="edgewire-bench-fanout-") as scratch:
-        cloud = Cloud(Path(scratch), *args.cloud_args).start()
+        # Every client comes from 127.0.0.1: lift the per-address limit.
+        no_limit = ["--http-connections-per-ip", "0", "--grpc-subscriptions-per-ip", "0"]
+        cloud = Cloud(Path(scratch), *no_limit, *args.cloud_args).start()
         assert cloud.process is not None
         workers = []
         try:

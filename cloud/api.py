@@ -3,7 +3,7 @@
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -24,6 +24,7 @@ from cloud import metrics
 from cloud.bus import Bus, SubscriberTooSlow
 from cloud.downlink import Downlink, UnknownDevice
 from cloud.feeds import feed_batches
+from cloud.limits import REFUSALS
 from cloud.shapes import sse_chunk
 from cloud.storage import ReadingsQuery
 from cloud.storage.threads import StorageThreads
@@ -85,6 +86,7 @@ def create_app(
     stopping: asyncio.Event,
     tokens: TokenFile | None = None,
     metrics_token_required: bool = False,
+    allowed_origins: Sequence[str] = (),
 ) -> Starlette:
     """The app; with `tokens`, the API and feeds admit only known tokens
     (cloud/tokens.py), without them they are open."""
@@ -103,8 +105,7 @@ def create_app(
         except UnknownDevice as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
         except BodyTooLarge as exc:
-            metrics.BAD_REQUESTS.labels("cmd").inc()
-            return JSONResponse({"error": str(exc)}, status_code=413)
+            return _too_large(request, exc)
         except ValueError as exc:  # BadRequest is one too
             metrics.BAD_REQUESTS.labels("cmd").inc()
             return JSONResponse({"error": str(exc)}, status_code=400)
@@ -168,7 +169,9 @@ def create_app(
             return JSONResponse({"scope": "command", "open": True})
         try:
             token = _login_token(request, await _small_body(request, MAX_LOGIN_BODY))
-        except ValueError as exc:  # BadRequest and BodyTooLarge
+        except BodyTooLarge as exc:
+            return _too_large(request, exc)
+        except BadRequest as exc:
             metrics.BAD_REQUESTS.labels("login").inc()
             return JSONResponse({"error": str(exc)}, status_code=400)
         found = tokens.find(token) if token else None
@@ -200,11 +203,9 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     static = resources.files("cloud") / "static"
-    middleware = []
-    if tokens is not None:
-        middleware.append(
-            Middleware(TokenGate, tokens=tokens, metrics_token_required=metrics_token_required)
-        )
+    # Installed without tokens too: it still refuses other sites' pages.
+    gate = Middleware(TokenGate, tokens, metrics_token_required, allowed_origins)
+    middleware = [gate]
     return Starlette(
         middleware=middleware,
         routes=[
@@ -221,6 +222,13 @@ def create_app(
             Mount("/", StaticFiles(directory=str(static), html=True)),
         ],
     )
+
+
+def _too_large(request: Request, exc: BodyTooLarge) -> Response:
+    REFUSALS.refused(
+        "http_body", request.client.host if request.client else "", path=request.url.path
+    )
+    return JSONResponse({"error": str(exc)}, status_code=413)
 
 
 def _login_token(request: Request, body: bytes) -> str:

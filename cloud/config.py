@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from cloud.origins import parse_origin
 from edgewire import contract
 from edgewire.durations import parse_duration
 from edgewire.errors import ConfigError
@@ -38,6 +39,22 @@ class CloudSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             " wire, but a compressor per client costs CPU and memory"
         ),
     ] = False
+    http_connections_per_ip: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="open HTTP and feed connections one client address may hold; more"
+            " are answered 429 (0: no limit; behind a proxy every client has its address)",
+        ),
+    ] = 256
+    grpc_subscriptions_per_ip: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="gRPC Subscribe streams one client address may hold; more are"
+            " refused RESOURCE_EXHAUSTED (0: no limit)",
+        ),
+    ] = 64
     tls_cert: Annotated[
         str | None,
         Meta(
@@ -72,6 +89,13 @@ class CloudSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     metrics_token_required: Annotated[
         bool, Meta(description="with tokens_file: /metrics needs a token too")
     ] = False
+    allowed_origins: Annotated[
+        list[str],
+        Meta(
+            description="web origins (https://dash.example.org) whose pages may open the"
+            " WebSocket feed or send commands, besides the cloud's own (default: none)"
+        ),
+    ] = []
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace_s: Annotated[float, Meta(gt=0, description="seconds to stop cleanly")] = 10.0
 
@@ -100,6 +124,11 @@ class CloudSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 raise ValueError(f"tokens_file: {exc}") from None
         if self.edge_devices is not None:
             _check_edge_devices(self.edge_devices)
+        for origin in self.allowed_origins:
+            try:
+                parse_origin(origin)
+            except ValueError as exc:
+                raise ValueError(f"allowed_origins: {exc}") from None
         tls_files = (self.tls_cert, self.tls_key, self.tls_client_ca, self.tls_crl)
         if any(path is not None for path in tls_files):
             from cloud.tls import read_server_tls  # cryptography: only when TLS is asked for

@@ -20,9 +20,11 @@ from cloud.bus import Bus, StatusChange
 from cloud.downlink import Downlink
 from cloud.edge_trust import Admitted, EdgeGate, Refusal
 from cloud.feeds import feed
+from cloud.limits import REFUSALS, grpc_peer_address
 from cloud.storage.base import EdgeStats
 from cloud.storage.threads import StorageThreads
 from edgewire import contract
+from edgewire.connection_limit import AddressLedger
 from edgewire.errors import StorageError
 from edgewire.logs import get_logger
 from edgewire.sample import Sample, StoredSample, contract_problem
@@ -31,6 +33,8 @@ from edgewire.v1 import edgewire_pb2_grpc as pb_grpc
 from edgewire.wire import from_proto, to_proto
 
 log = get_logger("cloud.ingest")
+
+MAX_SUBSCRIBED_DEVICES = 100  # as on the WebSocket feed
 
 
 class Committer:
@@ -65,8 +69,10 @@ class TelemetryService(pb_grpc.TelemetryServicer):
         bus: Bus,
         downlink: Downlink,
         gate: EdgeGate | None = None,
+        subscriptions_per_ip: int = 0,
     ) -> None:
         self._committer = committer
+        self._subscriptions = AddressLedger(subscriptions_per_ip)
         self._storage = storage
         self._bus = bus
         self._downlink = downlink
@@ -244,17 +250,33 @@ class TelemetryService(pb_grpc.TelemetryServicer):
         request: pb.SubscribeRequest,
         context: grpc.aio.ServicerContext[pb.SubscribeRequest, pb.SampleEvent],
     ) -> AsyncIterator[pb.SampleEvent]:
+        if len(request.devices) > MAX_SUBSCRIBED_DEVICES:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"at most {MAX_SUBSCRIBED_DEVICES} devices in one subscription",
+            )
         devices = frozenset(request.devices) or None
         wanted = frozenset(request.metrics) or None
         after = request.after_id if request.HasField("after_id") else None
-        async for event in feed(self._storage, self._bus, devices, after):
-            if not isinstance(event, StoredSample):
-                continue
-            sample = event.sample
-            if wanted is not None:
-                if not wanted.intersection(sample.m):
+        stream = object()
+        address = grpc_peer_address(context.peer())
+        if not self._subscriptions.admit(stream, address):
+            REFUSALS.refused("grpc_subscriptions_per_ip", address)
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many subscriptions from this address (at most {self._subscriptions.most})",
+            )
+        try:
+            async for event in feed(self._storage, self._bus, devices, after):
+                if not isinstance(event, StoredSample):
                     continue
-                sample = msgspec.structs.replace(
-                    sample, m={k: v for k, v in sample.m.items() if k in wanted}
-                )
-            yield pb.SampleEvent(id=event.id, sample=to_proto(sample))
+                sample = event.sample
+                if wanted is not None:
+                    if not wanted.intersection(sample.m):
+                        continue
+                    sample = msgspec.structs.replace(
+                        sample, m={k: v for k, v in sample.m.items() if k in wanted}
+                    )
+                yield pb.SampleEvent(id=event.id, sample=to_proto(sample))
+        finally:
+            self._subscriptions.release(stream)

@@ -53,6 +53,12 @@ FOREIGN_DEVICE = Counter(
 )
 HTTP_REFUSED = Counter(
     "edgewire_cloud_http_refused",
-    "API, feed and metrics requests refused for their token (missing, unknown, scope)",
+    "API, feed and metrics requests refused, or open feeds ended, for their token or"
+    " origin (missing, unknown, scope, revoked, origin)",
     ["reason"],
+)
+LIMIT_REFUSED = Counter(
+    "edgewire_cloud_limit_refused",
+    "Connections, feeds, bodies, frames and gRPC messages refused for a size or count limit",
+    ["limit"],
 )

@@ -20,6 +20,7 @@ from cloud.config import CloudSettings
 from cloud.downlink import Downlink
 from cloud.edge_trust import EdgeGate
 from cloud.ingest import Committer, TelemetryService
+from cloud.limits import REFUSALS
 from cloud.retention import keep_only
 from cloud.storage import open_storage
 from cloud.storage.threads import StorageThreads
@@ -36,12 +37,16 @@ log = get_logger("cloud.server")
 
 # gRPC messages larger than this are refused by the server.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_STREAMS_PER_CONNECTION = 100
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Telemetry"].full_name
 
 
 def grpc_server_options() -> list[tuple[str, int]]:
     return [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        # Streams one connection may multiplex (an edge needs one, a feed
+        # client a few); without it gRPC allows 2^31.
+        ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
         # Edges ping every few seconds to notice dead links; allow it.
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 1000),
@@ -64,7 +69,9 @@ async def serve_cloud(settings: CloudSettings, stop: asyncio.Event) -> None:
             None if tls is None else tls.crl,
             settings.edge_devices,
         )
-        service = TelemetryService(committer, storage, bus, downlink, gate)
+        service = TelemetryService(
+            committer, storage, bus, downlink, gate, settings.grpc_subscriptions_per_ip
+        )
         pb_grpc.add_TelemetryServicer_to_server(service, server)  # type: ignore[no-untyped-call]
         health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # public alias the stubs lack
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -80,10 +87,16 @@ async def serve_cloud(settings: CloudSettings, stop: asyncio.Event) -> None:
         for name in ("", SERVICE_NAME):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         app = create_app(
-            storage, bus, downlink, stopping, _tokens(settings), settings.metrics_token_required
-        )
+            storage, bus, downlink, stopping, _tokens(settings), settings.metrics_token_required,
+            settings.allowed_origins,
+        )  # fmt: skip
         async with HttpServer(
-            app, settings.host, settings.http_port, ws_deflate=settings.ws_deflate
+            app,
+            settings.host,
+            settings.http_port,
+            ws_deflate=settings.ws_deflate,
+            connections_per_ip=settings.http_connections_per_ip,
+            on_refused=REFUSALS.refused,
         ) as http:
             log.info(
                 "cloud ready",

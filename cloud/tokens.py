@@ -7,12 +7,19 @@ bundle) lets nobody in. `edgewire cloud add-token` prints the token once.
 
 The running cloud looks at the file's identity on every request and reads
 it again when it changed, so add-token and remove-token take effect at once.
+Rule: a feed lasts no longer than its token. Open feeds (SSE, WebSocket) are
+judged again when the file changed, looked at once a second for all of them
+together, and those whose token is gone, or narrowed below what the feed was
+let do, are ended (cloud/open_feeds.py). The gate also refuses other sites'
+pages (cloud/origins.py), with or without tokens.
 
 TokenGate is a pure ASGI middleware rather than Starlette's BaseHTTPMiddleware
 because that one wraps the response body, which does not suit SSE streams,
 and does not see WebSocket scopes at all.
 """
 
+import asyncio
+import collections
 import contextlib
 import fcntl
 import hashlib
@@ -20,7 +27,8 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,6 +37,8 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cloud import metrics
+from cloud.open_feeds import Ending, OpenFeed
+from cloud.origins import origin_allowed, parse_origin
 from edgewire.errors import ConfigError
 from edgewire.files import FileVersion, write_atomically
 from edgewire.logs import get_logger
@@ -43,6 +53,9 @@ COOKIE = "edgewire_token"
 SCOPE_KEY = "edgewire.token_scope"
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
+# How often open feeds are judged again, if the tokens file changed.
+RECHECK_EVERY_S = 1.0
+ORIGIN_LOG_EVERY_S = 60.0
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.@-")
 
 
@@ -148,7 +161,7 @@ class TokenFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._version = FileVersion(path)
-        self._read_version: int | None = None
+        self._read_version = -1
         self._tokens: list[Token] = []
         self._refresh()
 
@@ -171,14 +184,28 @@ class TokenFile:
         else:
             log.info("tokens file read", path=str(self.path), tokens=len(self._tokens))
 
+    @property
+    def version(self) -> int:
+        """Which reading of the file find() answered from; it changes each
+        time the file is read again."""
+        return self._read_version
+
+    def current_version(self) -> int:
+        """The version after reading the file again if it changed."""
+        self._refresh()
+        return self._read_version
+
     def find(self, token: str) -> Token | None:
         self._refresh()
-        wanted = digest(token)
+        return self.find_digest(digest(token))
+
+    def find_digest(self, sha256: str) -> Token | None:
+        """The token of that digest in the file as last read (no new read)."""
         found = None
         for candidate in self._tokens:
             # Every entry is compared, in constant time, so the answer's
             # timing says nothing about how close a guess came.
-            if hmac.compare_digest(candidate.sha256, wanted):
+            if hmac.compare_digest(candidate.sha256, sha256):
                 found = candidate
         return found
 
@@ -203,14 +230,40 @@ def may_command(scope: Scope) -> bool:
     return granted == "command"
 
 
+REVOKED = Ending("removed", CLOSE_UNAUTHORIZED, "token revoked")
+NARROWED = Ending(
+    "scope narrowed to read", CLOSE_FORBIDDEN, "this token may no longer send commands; reconnect"
+)
+
+
+@dataclass
+class _Grant:
+    """What an open feed was let in with."""
+
+    token: Token
+    version: int  # of the tokens file it was last judged by
+
+
 class TokenGate:
     """Admits requests to the API, the feeds (and /metrics when asked) only
-    with a known token of the right scope."""
+    with a known token of the right scope, and ends an open feed once its
+    token no longer allows it. Without a tokens file (`tokens` None) the API
+    is open, and the gate only refuses pages of other origins."""
 
-    def __init__(self, app: ASGIApp, tokens: TokenFile, metrics_token_required: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        tokens: TokenFile | None,
+        metrics_token_required: bool = False,
+        allowed_origins: Iterable[str] = (),
+    ) -> None:
         self.app = app
         self.tokens = tokens
         self.metrics_token_required = metrics_token_required
+        self.allowed_origins = frozenset(parse_origin(o) for o in allowed_origins)
+        self._feeds: dict[OpenFeed, _Grant] = {}
+        self._watcher: asyncio.Task[None] | None = None
+        self._origin_logged: dict[str, float] = {}
 
     def needed(self, scope: Scope) -> TokenScope | None:
         """The scope a request needs, or None for an open one."""
@@ -229,8 +282,11 @@ class TokenGate:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        needed = self.needed(scope)
-        if needed is None:
+        if not self._origin_ok(scope):
+            await _refuse(scope, receive, send, "origin", "this page's origin may not use the API")
+            return
+        needed = None if self.tokens is None else self.needed(scope)
+        if self.tokens is None or needed is None:
             await self.app(scope, receive, send)
             return
         presented = presented_token(scope)
@@ -242,12 +298,95 @@ class TokenGate:
         elif needed == "command" and token.scope != "command":
             await _refuse(scope, receive, send, "scope", "this token may not send commands")
         else:
-            await self.app({**scope, SCOPE_KEY: token.scope}, receive, send)
+            grant = _Grant(token, self.tokens.version)
+            websocket = scope["type"] == "websocket"
+            feed = OpenFeed(websocket, receive, send, lambda feed: self._track(feed, grant))
+            try:
+                await self.app({**scope, SCOPE_KEY: token.scope}, feed.receive, feed.send)
+            finally:
+                self._untrack(feed)
+                feed.stop_receiving()
+            await feed.finish()
+
+    def _origin_ok(self, scope: Scope) -> bool:
+        """A browser's WebSocket or state-changing request from another
+        site's page is refused (cloud/origins.py); GETs are left alone, as
+        a page cannot read another origin's answers."""
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            return True
+        origin = host = None
+        for key, value in scope.get("headers", []):
+            if key == b"origin":
+                origin = value.decode("latin-1")
+            elif key == b"host":
+                host = value.decode("latin-1")
+        if origin is None or origin_allowed(origin, host, self.allowed_origins):
+            return True
+        now = time.monotonic()
+        if now - self._origin_logged.get(origin, -ORIGIN_LOG_EVERY_S) >= ORIGIN_LOG_EVERY_S:
+            if len(self._origin_logged) >= 1000:
+                self._origin_logged.clear()
+            self._origin_logged[origin] = now
+            log.warning(
+                "refused a request from another origin's page (allowed_origins lists more)",
+                origin=origin[:200],
+                path=scope["path"][:200],
+                websocket=scope["type"] == "websocket",
+            )
+        return False
+
+    def _track(self, feed: OpenFeed, grant: _Grant) -> None:
+        self._feeds[feed] = grant
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(
+                self._watch(), name="token-watch"
+            )
+
+    def _untrack(self, feed: OpenFeed) -> None:
+        self._feeds.pop(feed, None)
+        if not self._feeds and self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+
+    async def _watch(self) -> None:
+        # One task, and one look at the file, per interval for every open
+        # feed together: nothing per frame or per feed until the file changes.
+        while True:
+            await asyncio.sleep(RECHECK_EVERY_S)
+            self.recheck()
+
+    def recheck(self) -> None:
+        """End the open feeds whose token the tokens file no longer allows."""
+        assert self.tokens is not None
+        version = self.tokens.current_version()
+        ended: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        for feed, grant in self._feeds.items():
+            if grant.version == version or feed.ending is not None:
+                continue
+            grant.version = version
+            now = self.tokens.find_digest(grant.token.sha256)
+            if now is None:
+                ending = REVOKED
+            elif feed.websocket and grant.token.scope == "command" and now.scope != "command":
+                ending = NARROWED  # its socket was let send commands when it opened
+            else:
+                continue
+            feed.end(ending)
+            ended[grant.token.name, ending.why, feed.kind] += 1
+        for (name, why, kind), count in sorted(ended.items()):
+            metrics.HTTP_REFUSED.labels("revoked").inc(count)
+            log.warning(
+                "open feeds ended: their token was removed or no longer allows them",
+                token_name=name,
+                why=why,
+                feed=kind,
+                feeds=count,
+            )
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, reason: str, message: str) -> None:
     metrics.HTTP_REFUSED.labels(reason).inc()
-    forbidden = reason == "scope"
+    forbidden = reason in ("scope", "origin")
     if scope["type"] == "websocket":
         # Accepted, then closed with a code the page can read: a refused
         # handshake reaches a browser's script as a bare error.

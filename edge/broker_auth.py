@@ -31,6 +31,8 @@ HASH_BYTES = 64
 _HASH_RE = re.compile(r"\$7\$([1-9][0-9]{0,9})\$([A-Za-z0-9+/]+=*)\$([A-Za-z0-9+/]+=*)\Z")
 
 DEFAULT_EDGE_USER = "edge"
+# The broker's packet limit: a contract payload and a topic fit well inside.
+MAX_PACKET_BYTES = contract.MAX_PAYLOAD_BYTES + 1024
 REGISTRY_VERSION = 1
 
 Role = Literal["edge", "tool"]
@@ -285,6 +287,7 @@ def render_broker_config(
     tls: TlsListener | None = None,
     max_inflight_messages: int = 1000,
     max_queued_messages: int = 100_000,
+    max_connections: int = 1000,
 ) -> str:
     """A Mosquitto 2.0 config for the edge's broker, to drop into
     /etc/mosquitto/conf.d/ or to run as the whole config (`mosquitto -c`).
@@ -321,11 +324,57 @@ def render_broker_config(
         f"max_inflight_messages {max_inflight_messages}",
         f"max_queued_messages {max_queued_messages}",
         "",
+        "# A client sending a bigger packet is disconnected: the contract's",
+        f"# payloads are at most {contract.MAX_PAYLOAD_BYTES} bytes, plus room for the topic.",
+        f"max_packet_size {MAX_PACKET_BYTES}",
+        "",
         f"listener {port} {bind}",
+        # Mosquitto 2.0.11 (Debian 12) miscounts it: a connection closed
+        # before its CONNECT raises the allowance. The per-address limit
+        # (--connections-per-ip, nftables) is exact.
+        f"max_connections {max_connections}",
     ]
     if tls is not None:
         lines += _tls_lines(tls, port, bind)
+        lines.append(f"max_connections {max_connections}")
     return "\n".join(lines) + "\n"
+
+
+def render_connection_limit(ports: list[int], per_address: int) -> str:
+    """An nftables ruleset refusing a client address's MQTT connections past
+    `per_address` open ones (Mosquitto has no such limit: the kernel's
+    connection tracking counts them). Loaded with `nft -f`; loading it again
+    replaces it. Refused connections are reset and counted in the rule's
+    counter (`nft list table inet edgewire_mqtt`)."""
+    for port in ports:
+        _check_port(port, "port")
+    if per_address < 1:
+        raise ConfigError("connections per address must be at least 1")
+    dports = ", ".join(str(port) for port in sorted(set(ports)))
+    rule = f"tcp dport {{ {dports} }} ct state new add"
+    return (
+        "\n".join(
+            [
+                "#!/usr/sbin/nft -f",
+                f"# edgewire: at most {per_address} open MQTT connections per client address",
+                "# (`edgewire edge broker-config --connections-per-ip`).",
+                "table inet edgewire_mqtt",
+                "delete table inet edgewire_mqtt",
+                "table inet edgewire_mqtt {",
+                "  set clients4 { type ipv4_addr; size 65535; flags dynamic; }",
+                "  set clients6 { type ipv6_addr; size 65535; flags dynamic; }",
+                "  chain input {",
+                "    type filter hook input priority filter; policy accept;",
+                f"    {rule} @clients4 {{ ip saddr ct count over {per_address} }}"
+                " counter reject with tcp reset",
+                f"    {rule} @clients6 {{ ip6 saddr ct count over {per_address} }}"
+                " counter reject with tcp reset",
+                "  }",
+                "}",
+            ]
+        )
+        + "\n"
+    )
 
 
 def _tls_lines(tls: TlsListener, plain_port: int, bind: str) -> list[str]:

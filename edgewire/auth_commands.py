@@ -40,6 +40,7 @@ REGISTRY_NAME = "devices.json"
 PASSWORD_FILE_NAME = "passwd"
 ACL_FILE_NAME = "acl"
 BROKER_CONF_NAME = "mosquitto.conf"
+NFT_NAME = "edgewire-mqtt.nft"
 BROKER_OUT_NAME = "broker-out"  # where broker-config --out wrote, one line
 _LOCK_NAME = ".devices.lock"
 DEFAULT_BROKER_USER = "mosquitto"
@@ -282,6 +283,21 @@ def add_user_command(
     metavar="USER",
     help="the account Mosquitto runs as: run as root, passwd and acl are given to it",
 )
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, None),
+    default=1000,
+    show_default=True,
+    help="clients each listener takes at once (boards, the edge, tools)",
+)
+@click.option(
+    "--connections-per-ip",
+    type=click.IntRange(1, None),
+    default=None,
+    metavar="N",
+    help=f"with --out: also write {NFT_NAME}, an nftables ruleset that resets a"
+    " client address's connections past N open ones (load it with nft -f)",
+)
 def broker_config_command(
     data_dir: Path,
     port: int,
@@ -294,6 +310,8 @@ def broker_config_command(
     persistence_location: Path | None,
     out_dir: Path | None,
     broker_user: str,
+    max_connections: int,
+    connections_per_ip: int | None,
 ) -> None:
     """Print a Mosquitto config that makes the broker check every client
     against the data dir's password and ACL files.
@@ -318,7 +336,10 @@ def broker_config_command(
             str(persistence_location.absolute()) if persistence_location else None
         ),
         tls=listener,
+        max_connections=max_connections,
     )
+    if connections_per_ip is not None and out_dir is None:
+        raise click.UsageError("--connections-per-ip writes a file: it needs --out DIR")
     if out_dir is None:
         if not (directory / PASSWORD_FILE_NAME).exists():
             click.echo(
@@ -336,6 +357,11 @@ def broker_config_command(
     with _registry(data_dir, broker_user, also=directory):
         pass  # passwd and acl written to DIR as well, and DIR remembered
     click.echo(f"wrote {directory / BROKER_CONF_NAME}, {PASSWORD_FILE_NAME} and {ACL_FILE_NAME}")
+    if connections_per_ip is not None:
+        ports = [port] + ([listener.port] if listener is not None else [])
+        ruleset = broker_auth.render_connection_limit(ports, connections_per_ip)
+        _write_atomically(directory / NFT_NAME, ruleset.encode(), 0o644)
+        click.echo(f"wrote {directory / NFT_NAME}: load it with  nft -f {directory / NFT_NAME}")
 
 
 def _tls_listener(

@@ -1,7 +1,9 @@
 """`edgewire tail`: the cloud's live feed in a terminal, one line a sample.
 
 It reads `/api/stream` (SSE), and when the connection drops it reconnects
-with `Last-Event-ID`, so nothing is missed or printed twice.
+with `Last-Event-ID`, so nothing is missed or printed twice. A token goes in
+the Authorization header only, never in the URL or a message; a refused one
+ends tail with the reason (exit status 1).
 """
 
 import json
@@ -15,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from edgewire.errors import EdgewireError
+from edgewire.urls import redact_url
 
 RETRY_MAX_S = 10.0
 READ_TIMEOUT_S = 60.0  # the cloud pings the stream well within this
@@ -64,6 +67,28 @@ def format_command(change: dict[str, Any]) -> str:
     )
 
 
+def refusal(url: str, status: int, body: bytes, token: str | None) -> str:
+    """One line saying why the cloud refused the feed (the token never in it)."""
+    try:
+        said = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        said = None
+    said = str(said) if said else body.decode(errors="replace")[:200].strip()
+    if status == 401 and not token:
+        return (
+            f"tail: the cloud at {url} needs an API token: set EDGEWIRE_TOKEN,"
+            " or pass --token (edgewire cloud add-token NAME --scope read makes one)"
+        )
+    if status == 401:
+        return (
+            f"tail: the cloud at {url} refused the token ({said}): it was mistyped,"
+            " or removed (edgewire cloud list-tokens shows the names it knows)"
+        )
+    if status == 403:
+        return f"tail: the cloud at {url} refused the token ({said})"
+    return f"tail: {url}: HTTP {status} ({said})"
+
+
 def tail(
     cloud: str,
     device: str | None,
@@ -101,8 +126,7 @@ def tail(
             reason = "the cloud ended the stream"
         except urllib.error.HTTPError as exc:
             if 400 <= exc.code < 500:
-                detail = exc.read().decode(errors="replace")[:200]
-                raise EdgewireError(f"tail: {url}: {exc.code} {detail}") from None
+                raise EdgewireError(refusal(redact_url(url), exc.code, exc.read(), token)) from None
             reason = f"HTTP {exc.code}"
         except (OSError, ValueError) as exc:
             reason = str(exc) or type(exc).__name__

@@ -8,11 +8,14 @@ bound by us so a busy port is a clear error instead of uvicorn's sys.exit.
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.config import HTTP_PROTOCOLS, WS_PROTOCOLS
+from uvicorn.importer import import_from_string
 
+from edgewire.connection_limit import AddressLedger, limited_protocols
 from edgewire.errors import EdgewireError
 
 
@@ -43,17 +46,35 @@ class HttpServer:
     """`async with HttpServer(app, host, port):` serves until the block ends."""
 
     def __init__(
-        self, app: ASGIApp, host: str, port: int, graceful_s: int = 2, ws_deflate: bool = False
+        self,
+        app: ASGIApp,
+        host: str,
+        port: int,
+        graceful_s: int = 2,
+        ws_deflate: bool = False,
+        connections_per_ip: int = 0,
+        on_refused: Callable[[str, str], None] = lambda limit, address: None,
     ) -> None:
+        """connections_per_ip: open connections one client address may hold
+        (0: no limit); on_refused(limit, address) is told of each connection
+        refused for it, and of each WebSocket closed for a frame too big."""
         self._sock = bind_tcp(host, port)
         self.port = self._sock.getsockname()[1]
+        self.connections = AddressLedger(connections_per_ip)
+        http, ws = limited_protocols(
+            import_from_string(HTTP_PROTOCOLS["auto"]),
+            import_from_string(WS_PROTOCOLS["websockets"]),
+            self.connections,
+            on_refused,
+        )
         config = uvicorn.Config(
             app,
+            http=http,
+            ws=ws,
             log_config=None,
             lifespan="off",
             access_log=False,
             timeout_graceful_shutdown=graceful_s,
-            ws="websockets",
             ws_max_size=WS_MAX_FRAME_BYTES,
             # Off by default: with hundreds of feed clients, compressing each
             # one's copy of the same frames was over a third of the cloud's CPU.
