@@ -48,7 +48,10 @@ ROLE_READS: dict[Role, tuple[str, ...]] = {
     "tool": ("cmd/ack", "ota/ack"),
 }
 ROLE_WRITES: dict[Role, tuple[str, ...]] = {
-    "edge": ("cmd", "stored"),
+    # The board topics too: `edge dead-letters --replay` publishes a refused
+    # message again as it came. The edge is what vouches for boards' data
+    # already, so this lets it do nothing it could not.
+    "edge": ("cmd", "stored", "telemetry", "status", "cmd/ack"),
     "tool": ("cmd", "ota"),
 }
 

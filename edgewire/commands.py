@@ -1,5 +1,6 @@
 """The commands of the `edgewire` CLI (the table is in edgewire/cli.py)."""
 
+import dataclasses
 import functools
 import re
 from pathlib import Path
@@ -61,7 +62,20 @@ def edge_group(ctx: click.Context, /, config_file: Path | None, **flags: Any) ->
     "--mqtt",
     default="mqtt://127.0.0.1:1883",
     show_default=True,
-    help="with --replay: the edge's broker",
+    help="with --replay: the edge's broker, as the edge's user where logins are on"
+    " (mqtt://edge@HOST:1883, or mqtts://…)",
+)
+@click.option(
+    "--mqtt-ca",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="with mqtts://: the CA certificate (PEM) that signed the broker's",
+)
+@click.option(
+    "--mqtt-password-file",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="the password of the URL's user, read from this file",
 )
 def dead_letters_command(
     data_dir: Path,
@@ -71,6 +85,8 @@ def dead_letters_command(
     ids: tuple[int, ...],
     reason: str | None,
     mqtt: str,
+    mqtt_ca: str | None,
+    mqtt_password_file: str | None,
 ) -> None:
     """List the newest dead letters (rejected payloads) with their reasons,
     or replay them with --replay (each is forgotten once the broker has it;
@@ -84,10 +100,20 @@ def dead_letters_command(
         print_dead_letters(data_dir, limit, as_json)
         return
     try:
-        broker = parse_endpoint(mqtt, ("mqtt",))
+        broker = parse_endpoint(mqtt, ("mqtt", "mqtts"))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--mqtt") from None
-    sent = replay_dead_letters(data_dir, broker, ids, reason, limit)
+    if mqtt_ca is not None and not broker.tls:
+        raise click.BadParameter("needs an mqtts:// broker URL", param_hint="--mqtt-ca")
+    if mqtt_password_file is not None:
+        if broker.username is None or broker.password is not None:
+            raise click.BadParameter(
+                "needs a user and no password in the --mqtt URL",
+                param_hint="--mqtt-password-file",
+            )
+        password = Path(mqtt_password_file).read_text().strip()
+        broker = dataclasses.replace(broker, password=password)
+    sent = replay_dead_letters(data_dir, broker, ids, reason, limit, mqtt_ca)
     click.echo(f"replayed {sent} dead letter{'s' if sent != 1 else ''}")
 
 

@@ -31,6 +31,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge import broker_auth
+from edge.buffer import BUFFER_FILE, Caps, SqliteBuffer
+from edge.buffer.base import dead_letter
 from edgewire.ca import init_ca
 from edgewire.ca import issue as issue_certificate
 from edgewire.errors import ConfigError
@@ -336,6 +338,52 @@ def test_a_tool_updates_a_board_and_reads_nothing_else(peers: dict[str, Peer]) -
         (f"edgewire/{BOARD_A}/cmd/ack", '{"id": "ota-1", "ok": true}'),
         (f"edgewire/{BOARD_A}/ota/ack", '{"ota": "ready"}'),
     ]
+
+
+def test_dead_letters_replay_as_the_edge_and_are_kept_when_refused(
+    broker: Broker, peers: dict[str, Peer], tmp_path: Path
+) -> None:
+    """MQTT 3.1.1 acknowledges a publish the ACL denied as if it went; the
+    replay asks in MQTT 5, whose answer says so, and keeps the letter."""
+    data_dir = tmp_path / "edge"
+    topic = f"edgewire/{BOARD_A}/telemetry"
+    side = SqliteBuffer(data_dir / BUFFER_FILE, Caps(1 << 40, 1 << 40, 1 << 40))
+    side.append([], [dead_letter(time.time(), topic, "invalid", "old rule", b'{"replayed": 1}')])
+    side.close()
+
+    def replay(user: str) -> subprocess.CompletedProcess[str]:
+        url = f"mqtt://{user}@127.0.0.1:{broker.port}"
+        password_file = tmp_path / f"{user}.password"
+        password_file.write_text(broker.passwords[user] + "\n")
+        return run_edgewire(
+            "edge", "dead-letters", "--replay", "--data-dir", str(data_dir),
+            "--mqtt", url, "--mqtt-password-file", str(password_file),
+        )  # fmt: skip
+
+    as_tool = replay("laptop")
+    assert as_tool.returncode == 1
+    assert f"may not publish on {topic} (replay as the edge's user)" in as_tool.stderr
+    assert _letters(data_dir) == 1, "kept"
+    peers["edge"].close()  # the edge's session is clean: nothing subscribes now
+    nobody = replay("edge")
+    assert nobody.returncode == 1
+    assert f"nothing subscribes to {topic} (is the edge running?)" in nobody.stderr
+    assert _letters(data_dir) == 1, "kept"
+    listener = Peer(broker.port, "edge", broker.passwords["edge"])
+    assert listener.connect() == "Success"
+    listener.subscribe(topic)
+    as_edge = replay("edge")
+    assert as_edge.returncode == 0, as_edge.stderr
+    assert as_edge.stdout.strip() == "replayed 1 dead letter"
+    assert listener.receive_until(topic, '{"replayed": 1}')
+    assert _letters(data_dir) == 0
+    listener.close()
+
+
+def _letters(data_dir: Path) -> int:
+    listed = run_edgewire("edge", "dead-letters", "--data-dir", str(data_dir), "--json")
+    assert listed.returncode == 0, listed.stderr
+    return len(listed.stdout.splitlines())
 
 
 # -- changes while the broker runs -------------------------------------------
