@@ -12,19 +12,22 @@ why. For each Ingest stream that got through, this module decides:
 - with `edge_devices`, the edge must be listed there, and a sample, status
   or command answer counts only for a board the edge owns.
 
-Revocation reaches open streams too: when the revocation list file changes,
-each stream's certificate is checked against the new one at its next
-message (edges send figures every few seconds, so within seconds).
+Revocation and expiry reach open streams too: when the revocation list file
+changes, each stream's certificate is checked against the new one at its
+next message (edges send figures every few seconds, so within seconds), and
+a stream whose certificate expired is cut at its next message.
 """
 
 import asyncio
 import fnmatch
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from cryptography import x509
 
 from edgewire.ca import check_certificate
 from edgewire.errors import ConfigError
@@ -59,6 +62,7 @@ class Admitted:
     edge_id: str
     cert_pem: bytes | None
     crl_version: int
+    expires_at: float | None = None  # the certificate's not-after, Unix time
 
 
 class EdgeGate:
@@ -114,13 +118,17 @@ class EdgeGate:
                 "unlisted_edge",
                 f"edge {claimed[:64]!r} is not listed in the cloud's edge_devices",
             )
-        return Admitted(claimed, cert_pem, version)
+        return Admitted(claimed, cert_pem, version, _not_after(cert_pem))
 
     async def recheck(self, admitted: Admitted) -> Refusal | None:
-        """A refusal if the revocation list changed since `admitted` was
-        checked and the certificate no longer passes."""
+        """A refusal if the certificate expired since `admitted` was checked,
+        or if the revocation list changed and it no longer passes."""
         if admitted.cert_pem is None:
             return None
+        if admitted.expires_at is not None and time.time() > admitted.expires_at:
+            return Refusal(
+                grpc.StatusCode.UNAUTHENTICATED, "expired", "client certificate refused: expired"
+            )
         version = self._current_crl_version()
         if version == admitted.crl_version:
             return None
@@ -155,6 +163,12 @@ class EdgeGate:
         return Refusal(
             grpc.StatusCode.UNAUTHENTICATED, label, f"client certificate refused: {reason}"
         )
+
+
+def _not_after(cert_pem: bytes | None) -> float | None:
+    if cert_pem is None:
+        return None
+    return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc.timestamp()
 
 
 def _first(auth: Mapping[str, Iterable[bytes]], key: str) -> bytes | None:

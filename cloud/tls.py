@@ -17,10 +17,15 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from edgewire.ca import load_revocation_list
 from edgewire.errors import ConfigError
+from edgewire.files import FileVersion
+from edgewire.logs import get_logger
+
+log = get_logger("cloud.tls")
 
 # Set together or not at all: a server certificate without client
 # certificates would encrypt the link but still let anyone claim any edge id.
 TOGETHER = ("tls_cert", "tls_key", "tls_client_ca")
+RELOAD_POLL_S = 1.0  # how often, at most, a handshake looks at the files
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,8 @@ class ServerTls:
     cert_pem: bytes
     key_pem: bytes
     client_ca_pem: bytes
+    cert: Path
+    key: Path
     client_ca: Path
     crl: Path | None
 
@@ -53,15 +60,60 @@ def read_server_tls(
     if crl is not None:
         _check_crl(Path(client_ca), Path(crl))
     return ServerTls(
-        cert_pem, key_pem, client_ca_pem, Path(client_ca), None if crl is None else Path(crl)
+        cert_pem,
+        key_pem,
+        client_ca_pem,
+        Path(cert),
+        Path(key),
+        Path(client_ca),
+        None if crl is None else Path(crl),
     )
 
 
 def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
-    return grpc.ssl_server_credentials(
-        [(tls.key_pem, tls.cert_pem)],
-        root_certificates=tls.client_ca_pem,
-        require_client_auth=True,
+    """Credentials that take a renewed certificate, key or client CA at the
+    next handshake: open streams keep theirs, a restart is not needed."""
+    return grpc.dynamic_ssl_server_credentials(
+        _configuration(tls),
+        CertificateReloader(tls),  # type: ignore[arg-type]  # the stubs omit None: "no change"
+        require_client_authentication=True,
+    )
+
+
+class CertificateReloader:
+    """gRPC's certificate_configuration_fetcher: called before each
+    handshake; a new configuration when one of the three files changed and
+    the set still checks out, else None (keep the current one)."""
+
+    def __init__(self, tls: ServerTls) -> None:
+        self._tls = tls
+        self._versions = [
+            FileVersion(p, every_s=RELOAD_POLL_S) for p in (tls.cert, tls.key, tls.client_ca)
+        ]
+        self._seen = self._current()
+
+    def __call__(self) -> grpc.ServerCertificateConfiguration | None:
+        now = self._current()
+        if now == self._seen:
+            return None
+        self._seen = now
+        tls = self._tls
+        try:
+            renewed = read_server_tls(str(tls.cert), str(tls.key), str(tls.client_ca), None)
+        except ValueError as exc:  # half-copied, or a key of another certificate
+            log.error("the gRPC port's new TLS files are unusable; keeping the old", error=str(exc))
+            return None
+        assert renewed is not None
+        log.info("the gRPC port's TLS files changed; new handshakes use them")
+        return _configuration(renewed)
+
+    def _current(self) -> list[int]:
+        return [version.current() for version in self._versions]
+
+
+def _configuration(tls: ServerTls) -> grpc.ServerCertificateConfiguration:
+    return grpc.ssl_server_certificate_configuration(
+        [(tls.key_pem, tls.cert_pem)], root_certificates=tls.client_ca_pem
     )
 
 

@@ -7,6 +7,8 @@ buffer."""
 
 import asyncio
 import json
+import socket
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -330,6 +332,80 @@ def test_the_gate_names_each_reason(pki: Pki) -> None:
     open_gate = EdgeGate()  # no TLS: every edge by the id it claims, every board
     assert isinstance(asyncio.run(open_gate.admit("anyone", {})), Admitted)
     assert open_gate.owns("anyone", "garage-1")
+
+
+def test_a_certificate_that_expires_mid_stream_is_cut_at_the_next_message(
+    pki: Pki, tmp_path: Path
+) -> None:
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    edge = issue(pki.ca.folder, "edge-a", "client", out=tmp_path, not_after=soon)
+    gate = EdgeGate(pki.ca.cert, pki.ca.crl, OWNED)
+    auth = {"x509_pem_cert": [edge.cert.read_bytes()], "x509_common_name": [b"edge-a"]}
+    admitted = asyncio.run(gate.admit("edge-a", auth))
+    assert isinstance(admitted, Admitted)
+    assert asyncio.run(gate.recheck(admitted)) is None
+    time.sleep(max(0.0, soon.timestamp() - time.time()) + 1.1)
+    refusal = asyncio.run(gate.recheck(admitted))
+    assert isinstance(refusal, Refusal)
+    assert (refusal.code, refusal.reason) == (grpc.StatusCode.UNAUTHENTICATED, "expired")
+
+
+def served_certificate(port: int, client: IssuedPaths, ca: Path) -> bytes:
+    """The certificate the cloud's gRPC port shows in a new handshake (DER)."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.load_cert_chain(str(client.cert), str(client.key))
+    context.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def pem_to_der(path: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(path.read_text())
+
+
+def test_a_renewed_cloud_certificate_is_served_without_a_restart(pki: Pki, tmp_path: Path) -> None:
+    live = tmp_path / "live"
+    live.mkdir()
+    cert, key = live / "cloud.crt", live / "cloud.key"
+    cert.write_bytes(pki.server.cert.read_bytes())
+    key.write_bytes(pki.server.key.read_bytes())
+    config = tmp_path / "cloud.toml"
+    config.write_text(
+        f"tls_cert = {json.dumps(str(cert))}\n"
+        f"tls_key = {json.dumps(str(key))}\n"
+        f"tls_client_ca = {json.dumps(str(pki.ca.cert))}\n"
+    )
+    cloud = cloud_service(tmp_path, extra=["--config", str(config)]).start()
+    try:
+        edge = pki.edges["edge-a"]
+        assert served_certificate(cloud.grpc_port, edge, pki.ca.cert) == pem_to_der(cert)
+        # A broken renewal (a certificate without its key) is refused; the
+        # old pair stays in use.
+        renewed = issue(pki.ca.folder, "cloud", "server", hosts=["127.0.0.1"], out=tmp_path)
+        cert.write_bytes(renewed.cert.read_bytes())
+        # gRPC asks for changes before each handshake: handshakes until it did.
+        old = pem_to_der(pki.server.cert)
+        eventually(
+            lambda: (
+                served_certificate(cloud.grpc_port, edge, pki.ca.cert) == old
+                and "new TLS files are unusable" in cloud.log()
+            )
+        )
+        key.write_bytes(renewed.key.read_bytes())
+        eventually(
+            lambda: (
+                served_certificate(cloud.grpc_port, edge, pki.ca.cert) == pem_to_der(renewed.cert)
+            )
+        )
+        assert "TLS files changed; new handshakes use them" in cloud.log()
+    finally:
+        assert cloud.stop() == 0
+    assert_no_key_material(cloud.log(), pki)
 
 
 # -- the command line --------------------------------------------------------------
