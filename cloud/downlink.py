@@ -75,10 +75,12 @@ class Downlink:
             metrics.COMMAND_UPDATES_IGNORED.inc()
             log.warning("command update refused", edge=edge_id, state=update.state[:20])
             return
+        # By id and board: an edge that owns a board (cloud/edge_trust.py)
+        # can move only that board's commands, whatever ids it learns.
         row = await self._storage.update_command(
-            update.id, update.state, update.at, update.error or None
+            update.id, update.device_id, update.state, update.at, update.error or None
         )
-        if row is None:  # old news, a repeat, or a command we do not hold
+        if row is None:  # old news, a repeat, a command we do not hold, or not that board's
             metrics.COMMAND_UPDATES_IGNORED.inc()
             return
         metrics.COMMANDS.labels(row.state).inc()

@@ -205,7 +205,7 @@ def test_a_command_is_kept_as_sent(storage: Storage) -> None:
 def test_a_command_moves_forward_only(storage: Storage) -> None:
     storage.add_command(command("c1"))
     for at, state in enumerate(("at_edge", "delivered", "acked"), start=101):
-        moved = storage.update_command("c1", state, at=float(at), error=None)
+        moved = storage.update_command("c1", "a", state, at=float(at), error=None)
         assert moved is not None
         assert (moved.state, moved.updated_at, moved.command) == (
             state,
@@ -214,23 +214,33 @@ def test_a_command_moves_forward_only(storage: Storage) -> None:
         )
     acked = storage.commands("a", 10)
     for state in ("queued", "at_edge", "delivered", "acked", "failed", "expired"):
-        assert storage.update_command("c1", state, at=200.0, error="late") is None, state
+        assert storage.update_command("c1", "a", state, at=200.0, error="late") is None, state
     assert storage.commands("a", 10) == acked, "news that is not ahead changes nothing"
 
 
 def test_a_failed_command_keeps_its_reason_and_stays_failed(storage: Storage) -> None:
     storage.add_command(command("c1"))
-    storage.update_command("c1", "delivered", at=101.0, error=None)
-    assert storage.update_command("c1", "at_edge", at=102.0, error=None) is None
-    failed = storage.update_command("c1", "failed", at=103.0, error="no such metric")
+    storage.update_command("c1", "a", "delivered", at=101.0, error=None)
+    assert storage.update_command("c1", "a", "at_edge", at=102.0, error=None) is None
+    failed = storage.update_command("c1", "a", "failed", at=103.0, error="no such metric")
     assert failed is not None
     assert (failed.state, failed.error) == ("failed", "no such metric")
-    assert storage.update_command("c1", "acked", at=104.0, error=None) is None
+    assert storage.update_command("c1", "a", "acked", at=104.0, error=None) is None
     assert storage.commands(None, 10) == [failed]
 
 
+def test_a_command_moves_only_as_its_own_boards(storage: Storage) -> None:
+    """An edge that learned another board's command id cannot move it."""
+    storage.add_command(command("c1", device="a"))
+    assert storage.update_command("c1", "b", "acked", at=101.0, error=None) is None
+    assert [c.state for c in storage.commands(None, 10)] == ["queued"]
+    moved = storage.update_command("c1", "a", "acked", at=102.0, error=None)
+    assert moved is not None
+    assert moved.state == "acked"
+
+
 def test_updating_an_unknown_command_moves_nothing(storage: Storage) -> None:
-    assert storage.update_command("nope", "at_edge", at=1.0, error=None) is None
+    assert storage.update_command("nope", "a", "at_edge", at=1.0, error=None) is None
     assert storage.commands(None, 10) == []
 
 
@@ -292,7 +302,7 @@ def test_expiry_takes_due_open_commands_once(storage: Storage) -> None:
         "not-due": "queued",
     }
     assert held["queued"] == next(c for c in expired if c.id == "queued")
-    assert storage.update_command("queued", "acked", at=now + 2, error=None) is None
+    assert storage.update_command("queued", "a", "acked", at=now + 2, error=None) is None
 
 
 def test_commands_of_a_board_newest_first(storage: Storage) -> None:

@@ -128,12 +128,13 @@ class Storage(Protocol):
         """Keep a new command (its id is new)."""
 
     def update_command(
-        self, command_id: str, state: str, at: float, error: str | None
+        self, command_id: str, device_id: str, state: str, at: float, error: str | None
     ) -> CommandRow | None:
-        """Move a command to `state` (with `error` for failed/expired) if that
-        is forward of where it stands (edgewire.downlink.states_before, in
-        one atomic statement); the row after, or None when nothing moved
-        (unknown id, or the command is already as far or further)."""
+        """Move a command to `state` (with `error` for failed/expired) if it
+        is `device_id`'s and that is forward of where it stands
+        (edgewire.downlink.states_before, in one atomic statement); the row
+        after, or None when nothing moved (unknown id, another board's
+        command, or the command is already as far or further)."""
 
     def commands_for_edge(self, edge_id: str, now: float, limit: int) -> list[CommandRow]:
         """Commands still to hand to an edge: queued or at_edge, not expired

@@ -126,10 +126,10 @@ class MemoryStorage:
         self._commands[row.id] = row
 
     def update_command(
-        self, command_id: str, state: str, at: float, error: str | None
+        self, command_id: str, device_id: str, state: str, at: float, error: str | None
     ) -> CommandRow | None:
         held = self._commands.get(command_id)
-        if held is None or not may_follow(held.state, state):
+        if held is None or held.device != device_id or not may_follow(held.state, state):
             return None
         row = msgspec.structs.replace(held, state=state, updated_at=at, error=error)
         self._commands[command_id] = row

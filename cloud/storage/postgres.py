@@ -351,9 +351,9 @@ class PostgresStorage:
             raise StorageError(f"cloud database write failed: {exc}") from exc
 
     def update_command(
-        self, command_id: str, state: str, at: float, error: str | None
+        self, command_id: str, device_id: str, state: str, at: float, error: str | None
     ) -> CommandRow | None:
-        statement = update_command(command_id, state, at, error)
+        statement = update_command(command_id, device_id, state, at, error)
         if statement is None:
             return None
         sql, params = statement

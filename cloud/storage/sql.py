@@ -141,7 +141,7 @@ def command_row(r: Sequence[Any]) -> CommandRow:
 
 
 def update_command(
-    command_id: str, state: str, at: float, error: str | None
+    command_id: str, device_id: str, state: str, at: float, error: str | None
 ) -> tuple[str, list[object]] | None:
     """The one UPDATE that moves a command forward, and its parameters; None
     when no state may precede `state` (nothing can move to it)."""
@@ -150,9 +150,9 @@ def update_command(
         return None
     return (
         "UPDATE commands SET state = ?, updated_at = ?, error = ?"
-        f" WHERE id = ? AND state IN ({', '.join('?' * len(before))})"
+        f" WHERE id = ? AND device_id = ? AND state IN ({', '.join('?' * len(before))})"
         f" RETURNING {COMMAND_COLUMNS}",
-        [state, at, error, command_id, *before],
+        [state, at, error, command_id, device_id, *before],
     )
 
 

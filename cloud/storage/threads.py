@@ -72,11 +72,11 @@ class StorageThreads:
         await loop.run_in_executor(self._writes, self._storage.add_command, row)
 
     async def update_command(
-        self, command_id: str, state: str, at: float, error: str | None = None
+        self, command_id: str, device_id: str, state: str, at: float, error: str | None = None
     ) -> CommandRow | None:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._writes, self._storage.update_command, command_id, state, at, error
+            self._writes, self._storage.update_command, command_id, device_id, state, at, error
         )
 
     async def commands_for_edge(self, edge_id: str, now: float, limit: int) -> list[CommandRow]:
