@@ -7,7 +7,9 @@
 - peak heap in use while publishing, from gc.mem_alloc() on MicroPython,
   in a 32 KB heap with a 2 KB ring;
 - the smallest heap (in KB, on this 64-bit unix port) that runs 150 samples
-  with a 2 KB ring through a private Mosquitto, edge and cloud;
+  with a 2 KB ring through a private Mosquitto, edge and cloud; and the same
+  over TLS (an mqtts:// broker: the board checks its certificate against the
+  project CA in ca.der), with 500 samples at that heap too;
 - deep sleep: how long a wake keeps the board awake, and the duty cycle.
 Results go to bench/results/board.json.
 """
@@ -21,9 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.common import Cloud, Edge, write_result
+from edgewire.ca import init_ca, issue
 from edgewire.mosquitto import PrivateMosquitto
 from edgewire.paths import DEVICE_DIR
-from edgewire.procs import stop
+from edgewire.procs import free_port, stop, wait_for_port
 from edgewire.sim.micropython import MicroPythonBoard
 from edgewire.sim.runner import board_config
 from firmware.build import build
@@ -57,29 +60,58 @@ def wire_bytes() -> dict[str, float]:
 
 
 @contextmanager
-def behind_the_board(workdir: Path) -> Iterator[PrivateMosquitto]:
-    """A private Mosquitto with a real edge and cloud behind it, for a while."""
+def behind_the_board(workdir: Path, tls: bool = False) -> Iterator[tuple[PrivateMosquitto, int]]:
+    """A private Mosquitto with a real edge and cloud behind it, for a while;
+    (broker, the port boards dial). With `tls`, the boards' port is a TLS
+    listener whose certificate (for 127.0.0.1) a CA in workdir/ca issued."""
     broker = PrivateMosquitto(workdir / "mq")
+    board_port = broker.port
+    if tls:
+        ca = init_ca(workdir / "ca")
+        cert = issue(ca.folder, "broker", "server", hosts=["127.0.0.1"])
+        board_port = free_port()
+        with broker.config_path.open("a") as config:
+            config.write(
+                f"listener {board_port} 127.0.0.1\ncafile {ca.cert}\n"
+                f"certfile {cert.cert}\nkeyfile {cert.key}\n"
+            )
     broker.start()
+    wait_for_port(board_port, 10, broker.process)
     cloud = Cloud(workdir).start()
     edge = Edge(workdir, broker.url, cloud.grpc_port).start()
     try:
-        yield broker
+        yield broker, board_port
     finally:
         stop(edge.process)  # type: ignore[arg-type]
         stop(cloud.process)  # type: ignore[arg-type]
         broker.stop()
 
 
+def ca_der(pem: Path) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return x509.load_pem_x509_certificate(pem.read_bytes()).public_bytes(Encoding.DER)
+
+
 def run_board(
-    workdir: Path, compiled: Path, heap: str, count: int, ring_bytes: int, rate: float = 20
+    workdir: Path,
+    compiled: Path,
+    heap: str,
+    count: int,
+    ring_bytes: int,
+    rate: float = 20,
+    tls: bool = False,
 ) -> dict[str, object]:
-    with behind_the_board(workdir) as broker:
+    with behind_the_board(workdir, tls) as (_, port):
         folder = workdir / "board"
         folder.mkdir()
         config = board_config(
-            "bench-1", "127.0.0.1", broker.port, rate=rate, count=count, ring_bytes=ring_bytes
+            "bench-1", "127.0.0.1", port, rate=rate, count=count, ring_bytes=ring_bytes
         )
+        if tls:  # as `edgewire flash` writes it for an mqtts:// broker
+            config["broker"]["tls"] = True
+            (folder / "ca.der").write_bytes(ca_der(workdir / "ca" / "ca.crt"))
         (folder / "config.json").write_text(json.dumps(config))
         board = MicroPythonBoard(folder, compiled, heap)
         board.start()
@@ -108,11 +140,11 @@ def duty_cycle(workdir: Path, compiled: Path, heap: str, wakes: int) -> dict[str
     start to its deep-sleep exit (the unix port stands in for the board, so
     this is the program's share; a real board adds its boot and Wi-Fi join)."""
     awake: list[float] = []
-    with behind_the_board(workdir) as broker:
+    with behind_the_board(workdir) as (_, port):
         folder = workdir / "sleepy"
         folder.mkdir()
         config = board_config(
-            "bench-sleepy", "127.0.0.1", broker.port, rate=1, count=None, ring_bytes=2048
+            "bench-sleepy", "127.0.0.1", port, rate=1, count=None, ring_bytes=2048
         )
         config["sleep"] = {"awake_s": 20, "sleep_s": 0.5}
         (folder / "config.json").write_text(json.dumps(config))
@@ -165,6 +197,23 @@ def main() -> None:
         result["at_32k_with_2k_ring_500_samples"] = run_board(
             run, compiled, "32K", count=500, ring_bytes=2048, rate=5
         )
+        # TLS adds its context (the CA parsed into it: one block of about
+        # 3 KB here), a TLS socket a connection and ew_tls.
+        smallest = None
+        for kb in range(32, 65, 1):
+            run = root / f"tls{kb}"
+            run.mkdir()
+            outcome = run_board(run, compiled, f"{kb}K", count=150, ring_bytes=2048, tls=True)
+            if outcome["ok"]:
+                smallest = {"heap_kb": kb, **outcome}
+                break
+        result["tls_smallest_heap_with_2k_ring"] = smallest
+        if smallest is not None:
+            run = root / "tls-long"
+            run.mkdir()
+            result["tls_at_smallest_heap_500_samples"] = run_board(
+                run, compiled, f"{smallest['heap_kb']}K", 500, ring_bytes=2048, rate=5, tls=True
+            )
         run = root / "duty"
         run.mkdir()
         result["deep_sleep"] = duty_cycle(run, compiled, "32K", wakes=10)

@@ -9,7 +9,8 @@
 #   keepalive, and the link is declared dead when the broker stays silent
 #   after a ping, or a PUBACK is overdue.
 # Any error means "disconnected": the app closes the link and reconnects with
-# backoff, and its ring still holds everything unstored.
+# backoff, and its ring still holds everything unstored. An mqtts:// broker
+# adds TLS (ew_tls, loaded only then) between the TCP connect and MQTT.
 
 import select
 import struct
@@ -45,9 +46,16 @@ class Link(MQTTClient):
 
     window = _WINDOW
 
-    def __init__(self, device_id, host, port, user, password, keepalive_s, answer_s, on_message):
-        # answer_s: None for the default
+    def __init__(
+        self, device_id, host, port, user, password, keepalive_s, answer_s, tls, on_message
+    ):
+        # answer_s: None for the default; tls: ew_tls.context()'s, or None
         super().__init__(device_id, host, port, user=user, password=password, keepalive=keepalive_s)
+        self.raw = None  # the TCP socket (under TLS, the one TLS runs over)
+        if tls is not None:
+            import ew_tls
+
+            ew_tls.use(self, tls)
         prefix = "edgewire/%s/" % device_id
         self.status_topic = (prefix + "status").encode()
         self.telemetry_topic = (prefix + "telemetry").encode()
@@ -65,6 +73,8 @@ class Link(MQTTClient):
         # A persistent session: `stored` and commands sent while the board
         # was away are waiting when it comes back.
         super().connect(clean_session=False)
+        if not self.ssl:
+            self.raw = self.sock  # (ew_tls kept it under TLS)
         self._poller = select.poll()
         self._poller.register(self.sock, select.POLLIN)
         prefix = self.status_topic[:-6]  # edgewire/<id>/
@@ -79,7 +89,7 @@ class Link(MQTTClient):
         """Send a QoS 1 PUBLISH (or, with no topic, a PINGREQ) without
         waiting for the answer."""
         sock = self.sock
-        sock.settimeout(_SOCKET_TIMEOUT_S)
+        self.raw.settimeout(_SOCKET_TIMEOUT_S)
         if topic is None:
             sock.write(b"\xc0\x00")  # PINGREQ
         else:
@@ -115,7 +125,7 @@ class Link(MQTTClient):
                 break
             if ready[0][1] & (select.POLLHUP | select.POLLERR):
                 raise OSError("hangup")
-            sock.settimeout(_SOCKET_TIMEOUT_S)
+            self.raw.settimeout(_SOCKET_TIMEOUT_S)
             op = self.wait_msg()  # PUBLISH and PINGRESP are handled inside
             if op == 0x40:  # PUBACK: length byte, packet id
                 sock.read(3)
@@ -150,5 +160,5 @@ class Link(MQTTClient):
             # (`offline`) when it notices, so the status ends up close
             # enough; and the socket is closed either way.
             print("edgewire:", "close", e)
-        self.sock = None
+        self.sock = self.raw = None
         self.connected = False

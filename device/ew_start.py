@@ -35,6 +35,14 @@ def begin(app):
     ring = config.get("ring", {})
     app.ring = Ring(ring.get("max_samples", 200), ring.get("max_bytes", 8192))
     app.outbox = bytearray(_BATCH_MAX_BYTES)
+    broker = config["broker"]
+    tls = None
+    if broker.get("tls"):
+        # An mqtts:// broker: the TLS context (the CA in it) is the next
+        # big block. No CA, or a board that cannot check one: no start.
+        import ew_tls
+
+        tls = ew_tls.context(board, config.get("ntp"))
     wifi = config.get("wifi", {})
     app.wifi = (wifi.get("ssid"), wifi.get("password"))
     app.ntp = config.get("ntp")  # NTP server; None: the board's default
@@ -94,11 +102,10 @@ def begin(app):
     app.awake_until = None  # deep-sleep duty cycling: when this wake ends
     if app.sleep_cfg:
         app.awake_until = ticks_add(now, int(app.sleep_cfg["awake_s"] * 1000))
-    broker = config["broker"]
     return (
         config["device_id"], broker["host"], broker.get("port", 1883),
         broker.get("user"), broker.get("password"),
-        config.get("keepalive_s", 30), config.get("answer_s"),
+        config.get("keepalive_s", 30), config.get("answer_s"), tls,
     )  # fmt: skip
 
 

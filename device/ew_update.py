@@ -4,7 +4,8 @@
 # and boot.py starts it (ew_trial.at_boot): none of the program's code is
 # loaded, so ew_ota and the update's messages have the heap to themselves.
 #
-# It speaks plain umqtt.simple on a clean session of its own (client id
+# It speaks plain umqtt.simple (over TLS to an mqtts:// broker, as the
+# program does: ew_tls) on a clean session of its own (client id
 # `<id>/ota`): the program's persistent session keeps collecting `stored`
 # marks and commands for when the program is back. Any failure, and a
 # minute without a message, ends it with a reset into the program, so a
@@ -47,11 +48,17 @@ def main(board):
         broker.get("user"), broker.get("password"), keepalive=_PING_MS * 2 // 1000,
     )  # fmt: skip
     client.set_callback(on_message)
+    tls = broker.get("tls")
+    ntp = config.get("ntp")
     del config, broker
     gc.collect()
     heard = ticks_ms()  # the last message, or the start
     peak = 0  # most heap in use, garbage included (for the figures)
     try:
+        if tls:  # an mqtts:// broker, as the program's link (ew_tls)
+            import ew_tls
+
+            ew_tls.use(client, ew_tls.context(board, ntp))
         while not board.wifi_up(*wifi):
             board.watchdog()
             if ticks_diff(ticks_ms(), heard) > _IDLE_MS:

@@ -206,7 +206,7 @@ def over_the_air(
     """`edgewire flash --update`: firmware/update.py does the work."""
     from edgewire.errors import ConfigError
     from edgewire.urls import parse_endpoint
-    from firmware.board_config import broker_endpoint
+    from firmware.board_config import broker_endpoint, find_ca
     from firmware.rawrepl_core import FlashError
     from firmware.update import UpdateOptions, update
 
@@ -214,14 +214,17 @@ def over_the_air(
         raise ConfigError("--update needs the board's --device-id (auto works over serial only)")
     if wait_broker is not None:
         try:
-            broker = parse_endpoint(wait_broker, ("mqtt",))
+            broker = parse_endpoint(wait_broker, ("mqtt", "mqtts"))
         except ValueError as exc:
             raise ConfigError(f"--wait-broker: {exc}") from None
     else:
         broker = broker_endpoint(settings)
+    # The program goes over the air, ca.der stays on the board: the CA here
+    # is this computer's, to check the broker it talks to.
     options = UpdateOptions(
         device_id=settings.device_id,
         broker=broker,
+        ca=find_ca(settings) if broker.tls else None,
         trial_s=trial_s,
         timeout_s=timeout_s,
         dry_run=dry_run,
@@ -256,4 +259,5 @@ def provisioned(settings: BoardSettings, data_dir: Path | None, dry_run: bool) -
     password = provision_device(directory, device_id, DEFAULT_BROKER_USER)
     click.echo(f"board {device_id}: its MQTT login is in {directory}; {RELOAD_HINT}")
     login = f"{quote(device_id, safe='')}:{quote(password, safe='')}"
-    return msgspec.structs.replace(settings, broker=f"mqtt://{login}@{broker.host}:{broker.port}")
+    url = f"{broker.scheme}://{login}@{broker.host}:{broker.port}"
+    return msgspec.structs.replace(settings, broker=url)

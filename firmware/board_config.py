@@ -1,8 +1,10 @@
-"""The board's settings (flags > EDGEWIRE_* > --config TOML) and the
-config.json they become. Light on imports: every `edgewire` command loads
-this model to build `edgewire flash --help`."""
+"""The board's settings (flags > EDGEWIRE_* > --config TOML), the config.json
+they become, and the CA certificate an mqtts:// board gets as ca.der. Light
+on imports: every `edgewire` command loads this model to build `edgewire
+flash --help`."""
 
 import json
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -13,6 +15,9 @@ from edgewire.errors import ConfigError
 from edgewire.urls import Endpoint, parse_endpoint, redact_url
 
 CONFIG = "config.json"
+BOARD_CA = "ca.der"  # device/ew_tls.py reads it: DER, so the board parses no PEM
+# Where `edgewire ca init` (run in this folder) keeps the CA's certificate.
+DEFAULT_CA = Path("edgewire-ca") / "ca.crt"
 SensorType = Literal["synthetic", "internal", "bme280", "dht22"]
 
 
@@ -31,7 +36,19 @@ class BoardSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         ),
     ] = "auto"
     broker: Annotated[
-        str | None, _about("(required) the board's broker: mqtt://[user:password@]host[:port]")
+        str | None,
+        _about(
+            "(required) the board's broker: mqtt://[user:password@]host[:port], or"
+            " mqtts://... for TLS (port 8883)"
+        ),
+    ] = None
+    ca: Annotated[
+        str | None,
+        _about(
+            "with an mqtts:// broker: the CA certificate (PEM or DER) the broker's"
+            f" certificate was issued by, copied to the board as {BOARD_CA}; none:"
+            f" {DEFAULT_CA} here, where `edgewire ca init` puts it"
+        ),
     ] = None
     wifi_ssid: Annotated[str, _about("the Wi-Fi network the board joins")] = ""
     wifi_password: Annotated[str, _about("its password (never printed)")] = ""
@@ -83,10 +100,67 @@ def broker_endpoint(settings: BoardSettings) -> Endpoint:
     if settings.broker is None:
         raise ConfigError("setting 'broker' is required: --broker mqtt://HOST:PORT")
     try:
-        return parse_endpoint(settings.broker, ("mqtt",))
+        return parse_endpoint(settings.broker, ("mqtt", "mqtts"))
     except ValueError as exc:
         shown = redact_url(settings.broker)
         raise ConfigError(f"setting 'broker' has value {shown!r}: {exc}") from None
+
+
+def find_ca(settings: BoardSettings) -> bytes | None:
+    """The CA certificate, as DER, that an mqtts:// broker's certificate is
+    checked against (by the board, and by this computer for --wait and
+    --update): the `ca` setting's file, or else the project CA in
+    ./edgewire-ca if there is one; None when neither. ConfigError for a file
+    that is not one CA certificate."""
+    if settings.ca is not None:
+        return _ca_der(Path(settings.ca))
+    return _ca_der(DEFAULT_CA) if DEFAULT_CA.is_file() else None
+
+
+def board_ca(settings: BoardSettings) -> bytes | None:
+    """What goes onto the board as ca.der: find_ca's, for an mqtts:// broker
+    (a board without it would not connect, so its absence is refused here);
+    None for mqtt://."""
+    if not broker_endpoint(settings).tls:
+        if settings.ca is not None:
+            raise ConfigError("setting 'ca': needs an mqtts:// broker URL")
+        return None
+    found = find_ca(settings)
+    if found is None:
+        raise ConfigError(
+            "an mqtts:// broker needs the CA certificate its certificate was issued by:"
+            f" --ca PATH (none given, and no {DEFAULT_CA} here from `edgewire ca init`)"
+        )
+    return found
+
+
+def _ca_der(path: Path) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"setting 'ca': cannot read {path}: {exc.strerror}") from None
+    try:
+        if b"-----BEGIN" in data:
+            certs = x509.load_pem_x509_certificates(data)
+        else:
+            certs = [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        raise ConfigError(f"setting 'ca': {path} is not a certificate (PEM or DER)") from None
+    if len(certs) != 1:
+        raise ConfigError(f"setting 'ca': {path} holds {len(certs)} certificates; give the one CA")
+    try:
+        is_ca = certs[0].extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        raise ConfigError(
+            f"setting 'ca': {path} is not a CA certificate (the broker's own? give the"
+            " CA's, ca.crt)"
+        )
+    return certs[0].public_bytes(Encoding.DER)
 
 
 def render_config(settings: BoardSettings, device_id: str) -> bytes:
@@ -101,6 +175,7 @@ def render_config(settings: BoardSettings, device_id: str) -> bytes:
             "port": broker.port,
             "user": broker.username,
             "password": broker.password,
+            **({"tls": True} if broker.tls else {}),  # ew_tls, with the CA in ca.der
         },
         "interval_s": settings.interval_s,
         "keepalive_s": settings.keepalive_s,

@@ -5,8 +5,8 @@ the hashes the board reports, and nothing else decides it: a file whose
 SHA-256 already matches is never sent again, so flashing twice costs one
 look at the board. Everything written is read back and hashed on the board.
 
-    settings (flags > EDGEWIRE_* > --config TOML) → config.json
-    firmware.build (mpy-cross) + config.json      → payloads
+    settings (flags > EDGEWIRE_* > --config TOML) → config.json (+ ca.der: mqtts://)
+    firmware.build (mpy-cross) + those            → payloads
     survey of the board (one command)             → plan: copy / skip / remove
     space check, copy, verify, clock, soft reset  → Report
 
@@ -28,7 +28,15 @@ from pathlib import Path
 
 from edgewire.errors import ConfigError
 from edgewire.urls import parse_endpoint
-from firmware.board_config import CONFIG, BoardSettings, broker_endpoint, render_config
+from firmware.board_config import (
+    BOARD_CA,
+    CONFIG,
+    BoardSettings,
+    board_ca,
+    broker_endpoint,
+    find_ca,
+    render_config,
+)
 from firmware.boardfs import NEW, BoardFs, Stored, board_path
 from firmware.micropython_image import (
     Chip,
@@ -263,6 +271,11 @@ def flash(
     `built`: an existing firmware.build output; `on_chunk(n)` hears every
     chunk of file data written (tests cut the cable there)."""
     broker = broker_endpoint(settings)  # a bad --broker fails before anything is touched
+    ca = board_ca(settings)  # ... and so does an mqtts:// one without its CA
+    watch = (
+        parse_endpoint(options.wait_broker, ("mqtt", "mqtts")) if options.wait_broker else broker
+    )
+    watch_ca = find_ca(settings) if options.wait and watch.tls else None
     step = None
     if options.micropython is not None:
         step = micropython_step(
@@ -278,7 +291,6 @@ def flash(
             echo(f"then: install the board program over {options.port} (every file)")
             return Report()
         install_micropython(step, echo)
-    watch = parse_endpoint(options.wait_broker, ("mqtt",)) if options.wait_broker else broker
     with _build(built) as (root, files), ExitStack() as stack:
         started = time.monotonic()
         # A board that has just had MicroPython written reboots, and a USB
@@ -286,7 +298,10 @@ def flash(
         repl = stack.enter_context(
             _connect(options.port, options.connect_timeout_s, 15.0 if step else 0.0)
         )
-        found, plan, device_id = plan_flash(repl, settings, load_payloads(root, files), options)
+        program = load_payloads(root, files)
+        if ca is not None:
+            program.append(Payload(BOARD_CA, ca))
+        found, plan, device_id = plan_flash(repl, settings, program, options)
         report = Report(device_id=device_id, platform=found.platform)
         report.skipped = [p.path for p in plan.skip]
         if options.dry_run:
@@ -301,7 +316,9 @@ def flash(
         apply_plan(repl, found, plan, report, options.progress, on_chunk)
         # Listening before the reset: the board's first `online` is then heard
         # live, and a retained one from before this flash is told apart.
-        watcher = stack.enter_context(BoardWatcher(watch, device_id)) if options.wait else None
+        watcher = None
+        if options.wait:
+            watcher = stack.enter_context(BoardWatcher(watch, device_id, watch_ca))
         repl.soft_reset()
         repl.run_main()
         # Closed before waiting: a port held open but not read fills up, and
@@ -323,6 +340,11 @@ def plan_flash(
     # The config's bytes need the device id, which may come from the board:
     # the survey asks about config.json along with the rest.
     found = survey(repl, BoardFs(repl), survey_paths([*(p.path for p in program), CONFIG]))
+    if found.platform == "esp8266" and broker_endpoint(settings).tls:
+        raise ConfigError(
+            "this board is an ESP8266: its TLS (axTLS) cannot check the broker's certificate,"
+            " so it cannot use an mqtts:// broker; give it mqtt:// (see hardware.md)"
+        )
     device_id = resolve_device_id(settings.device_id, found)
     payloads = [*program, Payload(CONFIG, render_config(settings, device_id))]
     return found, make_plan(payloads, found.files, options.force), device_id

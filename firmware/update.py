@@ -32,13 +32,15 @@ ANSWER_TIMEOUT_S = 5.0  # an answer later than this: resend (the board may be re
 LOAD_CHECK_HEAP = "64K"
 # What a load check imports: the modules a start loads (ew_mcu needs `machine`,
 # the sensor drivers their buses: a board's, not the unix port's).
-LOAD_CHECK_MODULES = ("ew_app", "ew_start", "ew_mqtt", "ew_trial", "ew_ota", "ew_update")
+LOAD_CHECK_MODULES = ("ew_app", "ew_start", "ew_mqtt", "ew_tls", "ew_trial", "ew_ota", "ew_update")
 
 
 @dataclass(frozen=True)
 class UpdateOptions:
     device_id: str
     broker: Endpoint  # where this computer reaches the board's broker
+    # mqtts://: the CA (DER) the broker's certificate is checked against; None: the system's
+    ca: bytes | None = None
     trial_s: float = 120.0
     timeout_s: float = 600.0
     answer_timeout_s: float = ANSWER_TIMEOUT_S
@@ -112,9 +114,10 @@ class UpdateLink:
     """The broker, for one board's update: publishes on its cmd and ota
     topics (QoS 1) and queues what comes on cmd/ack and ota/ack."""
 
-    def __init__(self, broker: Endpoint, device_id: str) -> None:
+    def __init__(self, broker: Endpoint, device_id: str, ca: bytes | None = None) -> None:
         self.broker = broker
         self.device_id = device_id
+        self.ca = ca
         self.topics = {
             "cmd": contract.topic(device_id, contract.CMD),
             "ota": contract.topic(device_id, "ota"),
@@ -132,6 +135,7 @@ class UpdateLink:
             on_connect=self._on_connect,
             on_subscribe=lambda *_: self._subscribed.put("ok"),
             on_message=self._on_message,
+            ca=self.ca,
         )
         try:
             why = self._subscribed.get(timeout=10)
@@ -261,7 +265,7 @@ def update(
         if options.load_check:
             check_loads(root)
     sender = OtaSender(files, version, options.trial_s)
-    with UpdateLink(options.broker, options.device_id) as link:
+    with UpdateLink(options.broker, options.device_id, options.ca) as link:
         run_exchange(sender, link, options, echo)
     needed = sender.needed
     return UpdateReport(

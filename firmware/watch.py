@@ -13,10 +13,11 @@ from firmware.rawrepl_core import FlashError
 class BoardWatcher:
     """Subscribes to a board's status and telemetry (paho, on its own thread)."""
 
-    def __init__(self, broker: Endpoint, device_id: str) -> None:
+    def __init__(self, broker: Endpoint, device_id: str, ca: bytes | None = None) -> None:
         import threading
 
         self.broker = broker
+        self.ca = ca  # DER, for an mqtts:// broker (None: the system's CAs)
         self.device_id = device_id
         self.online = threading.Event()
         self.sampled = threading.Event()
@@ -32,6 +33,7 @@ class BoardWatcher:
             on_connect=self._on_connect,
             on_subscribe=lambda *_: self.subscribed.set(),
             on_message=self._on_message,
+            ca=self.ca,
         )
         if not self.subscribed.wait(10):
             self.__exit__()

@@ -183,6 +183,15 @@ def test_config_has_the_keys_the_board_reads_and_never_shows_the_password() -> N
     assert SECRET not in "\n".join(describe_plan(plan))
 
 
+def test_an_mqtts_config_asks_for_tls_and_its_port_defaults_to_8883() -> None:
+    config = json.loads(render_config(settings(broker="mqtts://dev:pw@pi.local"), "b-1"))
+    assert config["broker"] == {
+        "host": "pi.local", "port": 8883, "user": "dev", "password": "pw", "tls": True,
+    }  # fmt: skip
+    plain = json.loads(render_config(settings(), "b-1"))
+    assert "tls" not in plain["broker"], "a plain board's config.json is as before"
+
+
 def esp_image(tmp_path: Path, header: bytes) -> Path:
     image = tmp_path / "firmware.bin"
     image.write_bytes(header + bytes(64))
@@ -280,7 +289,8 @@ def test_bad_settings_exit_2_naming_the_setting(
         (
             ["flash"],
             ["--port", "--dry-run", "--wait", "--micropython", "--chip", "--config",
-             "--device-id", "--wifi-ssid", "--wifi-password", "--broker", "EDGEWIRE_BROKER"],
+             "--device-id", "--wifi-ssid", "--wifi-password", "--broker", "EDGEWIRE_BROKER",
+             "mqtts://", "--ca"],
         ),
         (["boards"], ["--port", "--probe / --no-probe", "--all", "--json"]),
     ],

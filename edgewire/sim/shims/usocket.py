@@ -7,6 +7,7 @@ a non-blocking one returns None when nothing is there.
 """
 
 import socket as _socket
+import ssl as _ssl
 
 AF_INET = _socket.AF_INET
 SOCK_STREAM = _socket.SOCK_STREAM
@@ -45,7 +46,7 @@ class socket:
         if self._sock.gettimeout() == 0.0:
             try:
                 return self._sock.recv(n)
-            except BlockingIOError:
+            except (BlockingIOError, _ssl.SSLWantReadError):  # (after tls.py wrapped it)
                 return None
         chunks = []
         remaining = n
