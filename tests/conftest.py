@@ -1,5 +1,6 @@
 """Fixtures: a private Mosquitto per test, real edgewire processes."""
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,26 @@ def boards() -> Iterator[list[MicroPythonBoard]]:
     started: list[MicroPythonBoard] = []
     yield started
     for board in started:
+        board.stop()
+
+
+@pytest.fixture
+def stepping() -> Iterator[list[MicroPythonBoard]]:
+    """Boards kept running (restarted after each reset) on a thread."""
+    boards: list[MicroPythonBoard] = []
+    stop = threading.Event()
+
+    def step() -> None:
+        while not stop.wait(0.05):
+            for board in list(boards):
+                board.step()
+
+    thread = threading.Thread(target=step, daemon=True)
+    thread.start()
+    yield boards
+    stop.set()
+    thread.join()
+    for board in boards:
         board.stop()
 
 

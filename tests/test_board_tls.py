@@ -17,7 +17,6 @@ import getpass
 import json
 import signal
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -394,26 +393,6 @@ def test_flash_refuses_an_mqtts_board_it_cannot_give_a_ca(tmp_path: Path, site: 
 
 
 # -- an update over the air, over TLS -------------------------------------------
-
-
-@pytest.fixture
-def stepping() -> Iterator[list[MicroPythonBoard]]:
-    """Boards kept running (restarted after each reset) on a thread."""
-    running: list[MicroPythonBoard] = []
-    stop = threading.Event()
-
-    def step() -> None:
-        while not stop.wait(0.05):
-            for board in list(running):
-                board.step()
-
-    thread = threading.Thread(target=step, daemon=True)
-    thread.start()
-    yield running
-    stop.set()
-    thread.join()
-    for board in running:
-        board.stop()
 
 
 def test_update_mode_and_the_new_version_connect_over_tls(

@@ -194,9 +194,8 @@ class Peer:
         self.client.loop_stop()
 
 
-@pytest.fixture
-def peers(broker: Broker) -> Iterator[dict[str, Peer]]:
-    """A connected client for each account of the broker."""
+def connected_peers(broker: Broker) -> Iterator[dict[str, Peer]]:
+    """A connected client for each account of the broker, closed after."""
     connected = {
         name: Peer(broker.port, name, password) for name, password in broker.passwords.items()
     }
@@ -205,6 +204,11 @@ def peers(broker: Broker) -> Iterator[dict[str, Peer]]:
     yield connected
     for peer in connected.values():
         peer.close()
+
+
+@pytest.fixture
+def peers(broker: Broker) -> Iterator[dict[str, Peer]]:
+    yield from connected_peers(broker)
 
 
 def answer_to(

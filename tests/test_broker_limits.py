@@ -26,7 +26,16 @@ from edgewire import contract
 from edgewire.mosquitto import mosquitto_binary
 from edgewire.procs import free_port
 from tests.helpers import eventually, run_edgewire
-from tests.test_broker_auth import BOARD_A, BOARD_B, WAIT_S, Broker, Peer, issue, start_broker
+from tests.test_broker_auth import (
+    BOARD_A,
+    BOARD_B,
+    WAIT_S,
+    Broker,
+    Peer,
+    connected_peers,
+    issue,
+    start_broker,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +54,7 @@ def auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 @pytest.fixture
 def peers(auth_broker: Broker) -> Iterator[dict[str, Peer]]:
-    connected = {
-        name: Peer(auth_broker.port, name, auth_broker.passwords[name])
-        for name in (BOARD_A, "edge")
-    }
-    for name, peer in connected.items():
-        assert peer.connect() == "Success", name
-    yield connected
-    for peer in connected.values():
-        peer.close()
+    yield from connected_peers(auth_broker)
 
 
 def test_a_packet_over_the_limit_disconnects_its_sender_and_reaches_no_one(

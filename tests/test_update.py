@@ -8,8 +8,6 @@ the board goes on with the old one."""
 import json
 import shutil
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -72,26 +70,6 @@ def readings(cloud: Service, device: str, metric: str) -> list[dict[str, object]
         "/api/readings", device=device, metric=metric, limit=10_000
     )
     return found
-
-
-@pytest.fixture
-def stepping() -> Iterator[list[MicroPythonBoard]]:
-    """Boards kept running (restarted after each reset) on a thread."""
-    boards: list[MicroPythonBoard] = []
-    stop = threading.Event()
-
-    def step() -> None:
-        while not stop.wait(0.05):
-            for board in list(boards):
-                board.step()
-
-    thread = threading.Thread(target=step, daemon=True)
-    thread.start()
-    yield boards
-    stop.set()
-    thread.join()
-    for board in boards:
-        board.stop()
 
 
 def send(built: Path, device: str, mosquitto: PrivateMosquitto) -> UpdateReport:
