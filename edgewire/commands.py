@@ -310,6 +310,13 @@ def _serve(name: str, log_level: str, grace_s: float, serve: Any, settings: Any)
     help="where each board keeps its files, boot counter included"
     " [default: ~/.local/state/edgewire/sim]",
 )
+@click.option(
+    "--ca",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="with an mqtts:// broker: the CA certificate (PEM or DER) its certificate was"
+    " issued by [default: ./edgewire-ca/ca.crt]; MicroPython boards need --heap 48K",
+)
 def sim_command(**options: Any) -> None:
     """Run simulated boards executing the real device/ code against a broker.
 

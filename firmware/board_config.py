@@ -113,8 +113,8 @@ def find_ca(settings: BoardSettings) -> bytes | None:
     ./edgewire-ca if there is one; None when neither. ConfigError for a file
     that is not one CA certificate."""
     if settings.ca is not None:
-        return _ca_der(Path(settings.ca))
-    return _ca_der(DEFAULT_CA) if DEFAULT_CA.is_file() else None
+        return read_ca_der(Path(settings.ca))
+    return read_ca_der(DEFAULT_CA) if DEFAULT_CA.is_file() else None
 
 
 def board_ca(settings: BoardSettings) -> bytes | None:
@@ -134,7 +134,9 @@ def board_ca(settings: BoardSettings) -> bytes | None:
     return found
 
 
-def _ca_der(path: Path) -> bytes:
+def read_ca_der(path: Path) -> bytes:
+    """The one CA certificate in a PEM or DER file, as DER; ConfigError names
+    what is wrong with any other file."""
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 

@@ -427,3 +427,33 @@ def test_update_mode_and_the_new_version_connect_over_tls(
     assert "update mode" in board.console()
     assert "MemoryError" not in board.console()
     assert "Traceback" not in board.console(), board.console()[-3000:]
+
+
+# -- simulated boards over TLS ---------------------------------------------------
+
+
+def test_edgewire_sim_runs_its_boards_over_mqtts(site: Site, tmp_path: Path) -> None:
+    password = site.login("tlssim-1")
+    broker = f"mqtts://tlssim-1:{quote(password, safe='')}@127.0.0.1:{site.broker.tls_port}"
+
+    def sim(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            edgewire_argv(
+                "sim", "--broker", broker, "--devices", "1", "--prefix", "tlssim",
+                "--data-dir", str(tmp_path / "sim"), *args,
+            ),
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    # No --ca, and no edgewire-ca/ here: refused before any board starts.
+    refused = sim("--count", "5")
+    assert refused.returncode == 2, refused.stderr
+    assert "an mqtts:// broker needs the CA certificate" in refused.stderr
+    stranger = sim("--count", "5", "--timeout", "5", "--ca", str(site.stranger_cert))
+    assert stranger.returncode == 1, "another CA's broker: nothing is stored"
+    assert site.readings("tlssim-1") == []
+    done = sim("--count", "20", "--rate", "20", "--timeout", "60", "--ca", str(site.ca_cert))
+    assert done.returncode == 0, done.stdout + done.stderr
+    seqs = eventually(lambda: {r["seq"] for r in site.readings("tlssim-1")} or None)
+    assert seqs == set(range(20))
+    assert password not in done.stdout + done.stderr

@@ -27,6 +27,7 @@ from edgewire.errors import ConfigError
 from edgewire.logs import get_logger
 from edgewire.paths import SHIMS_DIR, device_dir
 from edgewire.urls import parse_endpoint
+from firmware.board_config import BOARD_CA, DEFAULT_CA, read_ca_der
 
 log = get_logger("edgewire.sim")
 
@@ -42,6 +43,7 @@ class SimOptions:
     runtime: str
     data_dir: Path | None
     heap: str = "32K"
+    ca: Path | None = None
 
 
 def board_config(
@@ -70,9 +72,10 @@ def board_config(
 
 def run_sim(options: SimOptions) -> int:
     try:
-        endpoint = parse_endpoint(options.broker, ("mqtt",))
+        endpoint = parse_endpoint(options.broker, ("mqtt", "mqtts"))
     except ValueError as exc:
         raise ConfigError(f"--broker {options.broker!r}: {exc}") from None
+    ca_der = _board_ca(endpoint.tls, options.ca)
     ids = [f"{options.prefix}-{n}" for n in range(1, options.devices + 1)]
     if not all(contract.is_device_id(i) for i in ids):
         raise ConfigError(f"--prefix {options.prefix!r} does not make valid device ids")
@@ -94,6 +97,9 @@ def run_sim(options: SimOptions) -> int:
             endpoint.password,
             ring_bytes=_ring_bytes(options),
         )
+        if ca_der is not None:
+            config["broker"]["tls"] = True  # as `edgewire flash` writes it
+            (folder / BOARD_CA).write_bytes(ca_der)
         (folder / "config.json").write_text(json.dumps(config))
         folders.append(folder)
     stop = threading.Event()
@@ -107,6 +113,23 @@ def run_sim(options: SimOptions) -> int:
     if options.runtime == "micropython":
         return _run_micropython(folders, options, stop)
     return _run_cpython(folders, options, stop)
+
+
+def _board_ca(tls: bool, ca: Path | None) -> bytes | None:
+    """The ca.der each board gets for an mqtts:// broker (as from `edgewire
+    flash`: --ca, or else the project CA in ./edgewire-ca)."""
+    if not tls:
+        if ca is not None:
+            raise ConfigError("--ca: needs an mqtts:// broker URL")
+        return None
+    if ca is None:
+        if not DEFAULT_CA.is_file():
+            raise ConfigError(
+                "an mqtts:// broker needs the CA certificate its certificate was issued by:"
+                f" --ca PATH (none given, and no {DEFAULT_CA} here from `edgewire ca init`)"
+            )
+        ca = DEFAULT_CA
+    return read_ca_der(ca)
 
 
 def _ring_bytes(options: SimOptions) -> int:
