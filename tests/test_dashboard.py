@@ -140,6 +140,22 @@ def test_with_tokens_the_page_asks_for_one_then_shows_live_samples(
         page.reload()
         expect(page.locator("#feed-state")).to_have_text("live", timeout=15_000)
         expect(page.locator("#login")).to_be_hidden()
+        # Its token removed, the open feed ends and the page asks again.
+        removed = run_edgewire("cloud", "remove-token", "wall", "--tokens-file", str(tokens_file))
+        assert removed.returncode == 0, removed.stderr
+        expect(page.locator("#login")).to_be_visible(timeout=15_000)
+        expect(page.locator("#login-result")).to_have_text(
+            "this token no longer works: log in again"
+        )
+        again = run_edgewire(
+            "cloud", "add-token", "wall-2", "--scope", "read", "--tokens-file", str(tokens_file)
+        )
+        page.fill("#login-token", again.stdout.strip())
+        page.click("#login button")
+        expect(page.locator("#feed-state")).to_have_text("live", timeout=15_000)
+        # The page carried on where it was, not started over (five ranges once).
+        expect(page.locator("#range option")).to_have_count(5)
+        expect(rows.first).to_be_visible(timeout=20_000)
     finally:
         stop(sim)
         assert edge.stop() == 0

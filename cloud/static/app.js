@@ -239,7 +239,22 @@ function connect() {
   const state = document.getElementById("feed-state");
   const source = new EventSource("api/stream");
   source.onopen = () => { state.dataset.state = "live"; state.textContent = "live"; };
-  source.onerror = () => { state.dataset.state = "down"; state.textContent = "reconnecting…"; };
+  source.onerror = () => {
+    state.dataset.state = "down";
+    state.textContent = "reconnecting…";
+    // EventSource retries a dropped connection by itself, but not one the
+    // cloud answered with an error: its token was removed (the cloud ends
+    // such feeds), or the cloud answers 5xx while it starts.
+    if (source.readyState === EventSource.CLOSED) {
+      fetch("api/devices").then((response) => {
+        if (response.status === 401 || response.status === 403) {
+          askForToken("this token no longer works: log in again");
+        } else {
+          setTimeout(connect, 2000);
+        }
+      }).catch(() => setTimeout(connect, 2000));
+    }
+  };
   source.addEventListener("sample", (event) => {
     const sample = JSON.parse(event.data);
     liveCount += 1;
@@ -279,10 +294,14 @@ async function logIn(event) {
   field.value = "";
   if (!response.ok) { askForToken((await response.json()).error); return; }
   document.getElementById("login").hidden = true;
-  start();
+  if (started) connect();  // logged in again after a token was removed
+  else start();
 }
 
+let started = false;
+
 function start() {
+  started = true;
   pickRange();
   document.getElementById("command-form").addEventListener("submit", sendCommand);
   fetch("api/devices").then((r) => r.json()).then(loadCommands)
