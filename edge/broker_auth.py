@@ -133,14 +133,19 @@ def add_device(
         role = registry.users[device_id].role
         raise ConfigError(f"{device_id!r} is already a user (role {role}), not a device")
     existing = registry.devices.get(device_id)
-    if existing is not None and not rotate:
-        raise ConfigError(f"device {device_id!r} exists: --rotate issues it a new password")
-    if existing is None and rotate:
-        raise ConfigError(f"device {device_id!r} does not exist: nothing to --rotate")
+    _check_rotation("device", device_id, existing is not None, rotate)
     created = existing.created if existing is not None else now
     registry.devices[device_id] = Device(
         password_hash=_checked_hash(password_hash), created=created
     )
+
+
+def _check_rotation(kind: str, name: str, exists: bool, rotate: bool) -> None:
+    """A new account must not exist yet; a rotated one must."""
+    if exists and not rotate:
+        raise ConfigError(f"{kind} {name!r} exists: --rotate issues it a new password")
+    if not exists and rotate:
+        raise ConfigError(f"{kind} {name!r} does not exist: nothing to --rotate")
 
 
 def remove_device(registry: Registry, device_id: str) -> None:
@@ -163,10 +168,7 @@ def add_user(
     if name in registry.devices:
         raise ConfigError(f"{name!r} is already a device")
     existing = registry.users.get(name)
-    if existing is not None and not rotate:
-        raise ConfigError(f"user {name!r} exists: --rotate issues it a new password")
-    if existing is None and rotate:
-        raise ConfigError(f"user {name!r} does not exist: nothing to --rotate")
+    _check_rotation("user", name, existing is not None, rotate)
     if existing is not None and existing.role != checked_role:
         # A role change widens or narrows what a live credential may do:
         # not something to slip into a password rotation.

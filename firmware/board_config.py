@@ -112,26 +112,36 @@ def find_ca(settings: BoardSettings) -> bytes | None:
     --update): the `ca` setting's file, or else the project CA in
     ./edgewire-ca if there is one; None when neither. ConfigError for a file
     that is not one CA certificate."""
-    if settings.ca is not None:
-        return read_ca_der(Path(settings.ca))
-    return read_ca_der(DEFAULT_CA) if DEFAULT_CA.is_file() else None
+    return _find_ca(None if settings.ca is None else Path(settings.ca))
 
 
 def board_ca(settings: BoardSettings) -> bytes | None:
-    """What goes onto the board as ca.der: find_ca's, for an mqtts:// broker
-    (a board without it would not connect, so its absence is refused here);
-    None for mqtt://."""
-    if not broker_endpoint(settings).tls:
-        if settings.ca is not None:
+    """What goes onto the board as ca.der (see ca_for_board)."""
+    return ca_for_board(broker_endpoint(settings).tls, settings.ca)
+
+
+def ca_for_board(tls: bool, ca: str | Path | None) -> bytes | None:
+    """What goes onto a board as ca.der, from `edgewire flash` or `edgewire
+    sim`: for an mqtts:// broker the CA's certificate (`ca`, or else
+    ./edgewire-ca's), whose absence is refused here, as a board without it
+    would not connect; None for mqtt://."""
+    if not tls:
+        if ca is not None:
             raise ConfigError("setting 'ca': needs an mqtts:// broker URL")
         return None
-    found = find_ca(settings)
+    found = _find_ca(None if ca is None else Path(ca))
     if found is None:
         raise ConfigError(
             "an mqtts:// broker needs the CA certificate its certificate was issued by:"
             f" --ca PATH (none given, and no {DEFAULT_CA} here from `edgewire ca init`)"
         )
     return found
+
+
+def _find_ca(ca: Path | None) -> bytes | None:
+    if ca is not None:
+        return read_ca_der(ca)
+    return read_ca_der(DEFAULT_CA) if DEFAULT_CA.is_file() else None
 
 
 def read_ca_der(path: Path) -> bytes:

@@ -113,9 +113,8 @@ def start_broker(workdir: Path, data_dir: Path) -> Broker:
     return Broker(data_dir, port, tls_port, cafile, process)
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    workdir = tmp_path_factory.mktemp("broker_auth")
+def running_broker(workdir: Path) -> Iterator[Broker]:
+    """A broker with two boards, the edge and a tool; stopped after."""
     data_dir = workdir / "data"
     passwords = {
         BOARD_A: issue("add-device", BOARD_A, data_dir=data_dir),
@@ -127,6 +126,11 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     started.passwords = passwords
     yield started
     started.stop()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    yield from running_broker(tmp_path_factory.mktemp("broker_auth"))
 
 
 # -- MQTT clients --------------------------------------------------------------

@@ -34,22 +34,13 @@ from tests.test_broker_auth import (
     Peer,
     connected_peers,
     issue,
-    start_broker,
+    running_broker,
 )
 
 
 @pytest.fixture(scope="module")
 def auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    workdir = tmp_path_factory.mktemp("broker_limits")
-    data_dir = workdir / "data"
-    passwords = {
-        BOARD_A: issue("add-device", BOARD_A, data_dir=data_dir),
-        "edge": issue("add-user", "edge", "--role", "edge", data_dir=data_dir),
-    }
-    started = start_broker(workdir, data_dir)
-    started.passwords = passwords
-    yield started
-    started.stop()
+    yield from running_broker(tmp_path_factory.mktemp("broker_limits"))
 
 
 @pytest.fixture

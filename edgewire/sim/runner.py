@@ -27,7 +27,7 @@ from edgewire.errors import ConfigError
 from edgewire.logs import get_logger
 from edgewire.paths import SHIMS_DIR, device_dir
 from edgewire.urls import parse_endpoint
-from firmware.board_config import BOARD_CA, DEFAULT_CA, read_ca_der
+from firmware.board_config import BOARD_CA, ca_for_board
 
 log = get_logger("edgewire.sim")
 
@@ -75,7 +75,7 @@ def run_sim(options: SimOptions) -> int:
         endpoint = parse_endpoint(options.broker, ("mqtt", "mqtts"))
     except ValueError as exc:
         raise ConfigError(f"--broker {options.broker!r}: {exc}") from None
-    ca_der = _board_ca(endpoint.tls, options.ca)
+    ca_der = ca_for_board(endpoint.tls, options.ca)
     ids = [f"{options.prefix}-{n}" for n in range(1, options.devices + 1)]
     if not all(contract.is_device_id(i) for i in ids):
         raise ConfigError(f"--prefix {options.prefix!r} does not make valid device ids")
@@ -113,23 +113,6 @@ def run_sim(options: SimOptions) -> int:
     if options.runtime == "micropython":
         return _run_micropython(folders, options, stop)
     return _run_cpython(folders, options, stop)
-
-
-def _board_ca(tls: bool, ca: Path | None) -> bytes | None:
-    """The ca.der each board gets for an mqtts:// broker (as from `edgewire
-    flash`: --ca, or else the project CA in ./edgewire-ca)."""
-    if not tls:
-        if ca is not None:
-            raise ConfigError("--ca: needs an mqtts:// broker URL")
-        return None
-    if ca is None:
-        if not DEFAULT_CA.is_file():
-            raise ConfigError(
-                "an mqtts:// broker needs the CA certificate its certificate was issued by:"
-                f" --ca PATH (none given, and no {DEFAULT_CA} here from `edgewire ca init`)"
-            )
-        ca = DEFAULT_CA
-    return read_ca_der(ca)
 
 
 def _ring_bytes(options: SimOptions) -> int:
