@@ -5,31 +5,20 @@ says so once a minute per (limit, address) at most, as a client over a limit
 usually keeps trying.
 """
 
-import time
-
 from cloud import metrics
-from edgewire.logs import get_logger
+from edgewire.logs import LogThrottle, get_logger
 
 log = get_logger("cloud.limits")
-
-LOG_EVERY_S = 60.0
-_MAX_REMEMBERED = 1000
 
 
 class RefusalLog:
     def __init__(self) -> None:
-        self._last: dict[tuple[str, str], float] = {}
+        self._throttle = LogThrottle()
 
     def refused(self, limit: str, address: str, **details: object) -> None:
         metrics.LIMIT_REFUSED.labels(limit).inc()
-        now = time.monotonic()
-        key = (limit, address)
-        if now - self._last.get(key, -LOG_EVERY_S) < LOG_EVERY_S:
-            return
-        if len(self._last) >= _MAX_REMEMBERED:
-            self._last.clear()
-        self._last[key] = now
-        log.warning("refused for a limit", limit=limit, client=address, **details)
+        if self._throttle.due((limit, address)):
+            log.warning("refused for a limit", limit=limit, client=address, **details)
 
 
 REFUSALS = RefusalLog()

@@ -27,7 +27,6 @@ import hmac
 import json
 import os
 import secrets
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from cloud.open_feeds import Ending, OpenFeed
 from cloud.origins import origin_allowed, parse_origin
 from edgewire.errors import ConfigError
 from edgewire.files import FileVersion, write_atomically
-from edgewire.logs import get_logger
+from edgewire.logs import LogThrottle, get_logger
 
 log = get_logger("cloud.tokens")
 
@@ -263,7 +262,7 @@ class TokenGate:
         self.allowed_origins = frozenset(parse_origin(o) for o in allowed_origins)
         self._feeds: dict[OpenFeed, _Grant] = {}
         self._watcher: asyncio.Task[None] | None = None
-        self._origin_logged: dict[str, float] = {}
+        self._origin_logged = LogThrottle(ORIGIN_LOG_EVERY_S)
 
     def needed(self, scope: Scope) -> TokenScope | None:
         """The scope a request needs, or None for an open one."""
@@ -322,11 +321,7 @@ class TokenGate:
                 host = value.decode("latin-1")
         if origin is None or origin_allowed(origin, host, self.allowed_origins):
             return True
-        now = time.monotonic()
-        if now - self._origin_logged.get(origin, -ORIGIN_LOG_EVERY_S) >= ORIGIN_LOG_EVERY_S:
-            if len(self._origin_logged) >= 1000:
-                self._origin_logged.clear()
-            self._origin_logged[origin] = now
+        if self._origin_logged.due(origin):
             log.warning(
                 "refused a request from another origin's page (allowed_origins lists more)",
                 origin=origin[:200],

@@ -102,3 +102,23 @@ def set_level(level: str) -> None:
 
 def get_logger(name: str) -> KeyValueLogger:
     return KeyValueLogger(logging.getLogger(name))
+
+
+class LogThrottle:
+    """Whether to log about `key` now: once every `every_s` per key, for
+    clients that keep repeating what was refused. Remembers at most `most`
+    keys (then starts afresh), so a flood of new keys costs no memory."""
+
+    def __init__(self, every_s: float = 60.0, most: int = 1000) -> None:
+        self._every_s = every_s
+        self._most = most
+        self._last: dict[object, float] = {}
+
+    def due(self, key: object) -> bool:
+        now = time.monotonic()
+        if now - self._last.get(key, -self._every_s) < self._every_s:
+            return False
+        if len(self._last) >= self._most:
+            self._last.clear()
+        self._last[key] = now
+        return True

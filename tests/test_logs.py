@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from edgewire.logs import get_logger, setup_logging
+from edgewire.logs import LogThrottle, get_logger, setup_logging
 
 
 def test_json_lines_carry_event_fields_and_tracebacks(capsys: pytest.CaptureFixture[str]) -> None:
@@ -26,3 +26,13 @@ def test_json_lines_carry_event_fields_and_tracebacks(capsys: pytest.CaptureFixt
     assert lines[1]["batch"] == 7
     assert "ValueError: bad" in lines[1]["exception"]
     assert lines[2]["logger"] == "paho"
+
+
+def test_a_log_throttle_lets_one_line_a_key_through_per_interval() -> None:
+    throttle = LogThrottle(every_s=60.0, most=2)
+    assert throttle.due("a")
+    assert not throttle.due("a"), "the same key again within the minute"
+    assert throttle.due("b"), "another key has its own"
+    assert throttle.due("c"), "past `most` keys it starts afresh"
+    assert throttle.due("a")
+    assert LogThrottle(every_s=0.0).due("a")
